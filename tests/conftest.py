@@ -1,0 +1,23 @@
+"""Shared fixtures: one local Ray per test session, tiny data made in tmp dirs."""
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # read at `import ray`
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A private local Ray shared by every test that needs one."""
+    import ray
+
+    from streamssl.ray_setup import init_ray
+
+    init_ray(num_cpus=4)
+    yield ray
+    ray.shutdown()
