@@ -1,0 +1,5 @@
+"""`streamssl report` (being written)."""
+
+
+def register(sub):
+    sub.add_parser("report", help="(being written)")

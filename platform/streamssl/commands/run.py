@@ -1,0 +1,5 @@
+"""`streamssl run` (being written)."""
+
+
+def register(sub):
+    sub.add_parser("run", help="(being written)")

@@ -1,0 +1,5 @@
+"""`streamssl stream` (being written)."""
+
+
+def register(sub):
+    sub.add_parser("stream", help="(being written)")
