@@ -1,0 +1,283 @@
+"""Pipeline configuration: typed sections, YAML deltas, dotted `key=value` overrides.
+
+Resolution order, lowest to highest: the dataclass defaults here, the chosen method's presets
+(e.g. `minred` sets `learner.schedule: minred`), then explicit values (pipeline file and command
+line alike). Every key is checked against the schema before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamssl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    source: str = "synthetic"  # a `streamssl prepare` source
+    path: str | None = None  # input for the source (folder of idx/pickle/images/shards)
+    dir: str | None = None  # prepared dataset dir; default: a cache dir keyed by source+options
+    options: dict = field(default_factory=dict)  # source options, e.g. classes, samples_per_class
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    kind: str = "seq"
+    samples_per_class: int | list | None = None
+    blend_ratio: float = 0.5
+    class_order: str = "natural"
+    label_column: str = "label"
+    classes_per_segment: int = 1
+    order_by: str | None = None
+    seed: int | None = None  # default: the run's seed
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18_cifar"
+    image_size: int = 32
+    proj_hidden_dim: int | None = None  # projection head width; None: the method's default
+    proj_dim: int | None = None  # projection output size; None: the method's default
+    read_size: int | None = None  # resize images to this square size when reading (mixed-size data)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    stream_batch: int = 100  # B: samples arriving per stream step
+    k: int = 10  # K: updates per stream batch
+    schedule: str = "accv"  # accv | minred
+    lr: float = 0.03
+    lr_schedule: str = "constant"  # constant | cosine (per update)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lars: bool = True
+    lars_eta: float = 0.005
+    bf16: str = "auto"  # auto | on | off
+    channels_last: str = "auto"  # auto | on | off
+    threads: int | None = None  # torch threads; default: the CPUs given to the worker
+    grad_cosine: bool = True  # log cosine similarity of consecutive update gradients
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    size: int = 256
+    policy: str = "diverse"
+    ema_alpha: float = 0.5  # weight on the OLD feature in the EMA
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    points: list | None = None  # stream fractions; default 0, 0.1, ..., 1.0
+    knn_k: int = 50
+    knn_protocol: str = "scale"  # scale (Euclidean, uniform) | cosine (weighted)
+    knn_temperature: float = 0.07
+    memory_samples: int = 1000
+    test_samples: int = 5000
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: dict = field(default_factory=lambda: {"name": "imai"})
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # noqa: A003 - mirrors the YAML section
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def method_name(self) -> str:
+        return self.method["name"]
+
+    def method_params(self):
+        """The chosen method's Params dataclass, built from `method.*` keys."""
+        from streamssl.methods import METHODS
+
+        return METHODS[self.method_name].Params(**{k: v for k, v in self.method.items() if k != "name"})
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; dict-typed leaves (dataset.options) stay whole below depth 2."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and not prefix:  # sections flatten; dict-valued keys stay whole
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["learner.k=3", "eval.points=[0,1]"] -> {"learner.k": 3, "eval.points": [0, 1]} (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {key}: cannot parse value {raw!r}") from err
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pipeline file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a pipeline must be a YAML mapping")
+    return data
+
+
+def load_flat(path: str | Path, _chain: tuple = ()) -> dict[str, Any]:
+    """A pipeline file as dotted keys; `extends: other.yaml` (relative to the file) is merged under it."""
+    path = Path(path).resolve()
+    if path in _chain:
+        raise ConfigError(f"{path}: circular 'extends'")
+    data = load_yaml(path)
+    parent = data.pop("extends", None)
+    flat = load_flat(path.parent / parent, _chain + (path,)) if parent else {}
+    flat.update(flatten(data))
+    return flat
+
+
+def load(path: str | Path | None, overrides: list[str] | dict | None = None) -> RunConfig:
+    """Load a pipeline file plus overrides into a validated RunConfig (ConfigError names the key)."""
+    explicit = load_flat(path) if path else {}
+    extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+    explicit.update(extra)
+    return resolve(explicit)
+
+
+def resolve(explicit: dict[str, Any]) -> RunConfig:
+    """Defaults <- method presets <- explicit dotted keys, then type checks and cross-key rules."""
+    from streamssl.methods import METHODS
+
+    name = explicit.get("method.name", "imai")
+    if name not in METHODS:
+        raise ConfigError(f"method.name: unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
+    merged = {**METHODS[name].presets, **explicit}
+    config = _build(merged)
+    from streamssl.validation import validate
+
+    validate(config)
+    return config
+
+
+def _build(flat: dict[str, Any]) -> RunConfig:
+    sections: dict[str, dict] = {}
+    top: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        if head not in SECTIONS:
+            raise ConfigError(f"{key}: unknown key (sections: {', '.join(SECTIONS)})")
+        if "." in rest:  # e.g. dataset.options.classes=8 on the command line
+            field_name, _, sub = rest.partition(".")
+            sections.setdefault(head, {}).setdefault(field_name, {})[sub] = value
+        elif rest:
+            sections.setdefault(head, {})[rest] = value
+        elif isinstance(value, dict):
+            sections.setdefault(head, {}).update(value)
+        else:
+            top[head] = value
+    for key, value in top.items():
+        if dataclasses.is_dataclass(SECTIONS[key]) or key == "method":
+            raise ConfigError(f"{key}: must be a mapping of keys, got {value!r}")
+        top[key] = _check_type(key, value, typing.get_type_hints(RunConfig)[key])
+    built = {name: _section(name, values) for name, values in sections.items()}
+    return RunConfig(**top, **built)
+
+
+def _section(name: str, values: dict) -> Any:
+    if name == "method":
+        return _method_section(values)
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(hints)})")
+        values[key] = _check_type(f"{name}.{key}", value, hints[key])
+    return cls(**values)
+
+
+def _method_section(values: dict) -> dict:
+    from streamssl.methods import METHODS
+
+    name = values.get("name", "imai")
+    params_cls = METHODS[name].Params
+    hints = typing.get_type_hints(params_cls)
+    out = {"name": name}
+    for key, value in values.items():
+        if key == "name":
+            continue
+        if key not in hints:
+            raise ConfigError(f"method.{key}: not a parameter of method {name!r} (it takes: {', '.join(hints)})")
+        out[key] = _check_type(f"method.{key}", value, hints[key])
+    return out
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _check_type(key: str, value: Any, hint: Any) -> Any:
+    """Return value coerced to hint (int -> float is allowed), else raise ConfigError naming key."""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    for option in options:
+        ok, coerced = _matches(value, option)
+        if ok:
+            return coerced
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{key}: expected {names}, got {value!r}")
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
+
+
+def _matches(value: Any, option: Any) -> tuple[bool, Any]:
+    if option is type(None):
+        return value is None, None
+    origin = typing.get_origin(option) or option
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return True, float(value)
+    if origin is int and isinstance(value, bool):
+        return False, None
+    if origin in _SCALARS + (list, dict, tuple) and isinstance(value, origin):
+        return True, value
+    if origin is tuple and isinstance(value, list):
+        return True, tuple(value)
+    return False, None
+
+
+def dump(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,10 @@
+"""SSL methods, registered by name (== module name == `method.name` in pipelines)."""
+
+from streamssl.methods.base import Method, MethodParams, StepOutput
+from streamssl.methods.empssl import EMPSSL
+from streamssl.methods.imai import Imai
+from streamssl.methods.minred import MinRed
+
+METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed}
+
+__all__ = ["METHODS", "Method", "MethodParams", "StepOutput"]

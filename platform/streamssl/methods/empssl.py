@@ -1,0 +1,32 @@
+"""EMP-SSL (Tong et al., 2023, arXiv 2304.03977) as an online baseline: same loop, its own loss.
+
+Loss: lambda_sim * (-mean cosine of each crop to its image's mean) + lambda_tcr * TCR (method-spec 5.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from streamssl.losses import cosine_to_mean_loss, tcr_loss
+from streamssl.methods.base import StepOutput
+from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
+
+
+@dataclass(frozen=True)
+class EMPSSLParams(MultiCropParams):
+    lambda_sim: float = 200.0
+
+
+class EMPSSL(MultiCropMethod):
+    Params = EMPSSLParams
+    presets = {"learner.schedule": "accv", "buffer.policy": "diverse"}
+
+    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        p = self.params
+        z = self.project(images, generator)
+        sim = cosine_to_mean_loss(z)
+        tcr = tcr_loss(z, eps=p.eps)
+        loss = p.lambda_sim * sim + p.lambda_tcr * tcr
+        return StepOutput(loss, self.features_from(z), {"sim": sim.item(), "tcr": tcr.item()})

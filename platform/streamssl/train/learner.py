@@ -1,0 +1,129 @@
+"""The online learner: per stream batch, insert into the buffer, run K updates, resize.
+
+Plain PyTorch (no Ray): the same object runs in-process and inside Ray Train workers.
+Replay schedules (method-spec 2.6):
+  accv   - train from the first batch; each update = the B incoming + B drawn from the rest of the
+           buffer once it holds 2B; resize after the K updates.
+  minred - no training until the buffer is full; resize before the K updates; every update draws
+           B samples from the whole buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from streamssl.buffers import POLICIES, ReplayBuffer
+from streamssl.config import RunConfig
+from streamssl.errors import TrainingError
+from streamssl.methods import METHODS
+from streamssl.optim import build_optimizer, learning_rate, set_lr
+
+
+@dataclass
+class UpdateResult:
+    update: int
+    loss: float
+    lr: float
+    batch_size: int
+    grad_cosine: float | None
+    parts: dict[str, float]
+
+
+def use_bf16(setting: str, device: torch.device) -> bool:
+    if setting != "auto":
+        return setting == "on"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # bf16 pays on CPUs with AMX/AVX512-BF16 matrix units; elsewhere it is emulated and slower
+    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+class Learner:
+    """Owns the method, optimizer, buffer and RNG of one worker."""
+
+    def __init__(self, config: RunConfig, device: torch.device, total_updates: int, rank: int = 0) -> None:
+        self.config, self.device, self.total_updates = config, device, total_updates
+        lc = config.learner
+        torch.manual_seed(config.seed)  # identical initial weights on every rank and rerun
+        method_cls = METHODS[config.method_name]
+        self.method = method_cls(config.method_params(), config.model).to(device)
+        if self._channels_last():
+            self.method = self.method.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.method, lc.lr, lc.momentum, lc.weight_decay, lc.lars, lc.lars_eta)
+        size = config.model.image_size
+        self.buffer = ReplayBuffer(config.buffer.size, (3, size, size), self.method.feature_dim,
+                                   max_batch=lc.stream_batch, device=device)
+        policy_cls = POLICIES[config.buffer.policy]
+        self.policy = policy_cls(policy_cls.Params())
+        self.aug_gen = torch.Generator(device).manual_seed(config.seed * 7919 + rank)
+        self.buffer_gen = torch.Generator().manual_seed(config.seed * 104729 + rank)
+        self.bf16 = use_bf16(lc.bf16, device)
+        self.update = 0
+        self.last_loss = float("nan")
+        self._prev_grad: torch.Tensor | None = None
+
+    def _channels_last(self) -> bool:
+        setting = self.config.learner.channels_last
+        if setting == "auto":
+            return self.device.type == "cuda" or self.config.model.backbone.startswith("resnet")
+        return setting == "on"
+
+    def observe(self, images: torch.Tensor, keys: list[str], labels: torch.Tensor) -> list[UpdateResult]:
+        """Consume one stream batch: uint8 images [B, 3, S, S] on the device, keys, labels [B]."""
+        new = self.buffer.insert(images, keys, labels)
+        if self.config.learner.schedule == "minred":
+            return self._observe_minred()
+        results = [self._accv_update(new) for _ in range(self.config.learner.k)]
+        self.buffer.resize(self.policy, self.buffer_gen)
+        return results
+
+    def _accv_update(self, new: torch.Tensor) -> UpdateResult:
+        b = new.numel()
+        replay = torch.empty(0, dtype=torch.long)
+        if len(self.buffer) >= 2 * b:
+            replay = self.buffer.sample(b, self.buffer_gen, exclude=new)
+        return self._update(torch.cat([new.cpu(), replay.cpu()]))
+
+    def _observe_minred(self) -> list[UpdateResult]:
+        if len(self.buffer) < self.buffer.capacity:
+            return []
+        self.buffer.resize(self.policy, self.buffer_gen)
+        b = self.config.learner.stream_batch
+        return [self._update(self.buffer.sample(b, self.buffer_gen)) for _ in range(self.config.learner.k)]
+
+    def _update(self, slots: torch.Tensor) -> UpdateResult:
+        lr = learning_rate(self.config.learner.lr, self.config.learner.lr_schedule, self.update, self.total_updates)
+        set_lr(self.optimizer, lr)
+        images = self.buffer.images[slots.to(self.buffer.images.device)]
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with autocast:
+            out = self.method.step(images, self.aug_gen)
+        loss = out.loss.float()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss is {loss.item()} at update {self.update + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        cosine = self._grad_cosine() if self.config.learner.grad_cosine else None
+        self.optimizer.step()
+        self.update += 1
+        self.method.after_step(self.update, self.total_updates)
+        self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
+        return UpdateResult(self.update, loss.item(), lr, int(slots.numel()), cosine, out.parts)
+
+    def _grad_cosine(self) -> float | None:
+        """Cosine between this update's gradient and the previous one's (the paper's Figure 1)."""
+        grads = [p.grad.flatten() for p in self.method.parameters() if p.grad is not None]
+        flat = torch.cat(grads).float()
+        prev, self._prev_grad = self._prev_grad, flat
+        if prev is None or prev.numel() != flat.numel():
+            return None
+        return F.cosine_similarity(flat, prev, dim=0).item()
+
+    def state_dict(self) -> dict:
+        return {"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "buffer": self.buffer.state_dict(), "update": self.update,
+                "aug_gen": self.aug_gen.get_state(), "buffer_gen": self.buffer_gen.get_state()}

@@ -1,0 +1,108 @@
+"""The per-worker online loop: stream batches in, updates + kNN evaluations + metrics out.
+
+It takes any iterable of stream batches (dicts of numpy arrays with `image`, `key`, `label`,
+`pos`), so the in-process runner feeds it from a Ray Dataset iterator and a Ray Train worker from
+its shard, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from streamssl.augment import to_model_input
+from streamssl.config import RunConfig
+from streamssl.errors import TrainingError
+from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, knn_eval
+from streamssl.train.learner import Learner, UpdateResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopState:
+    samples_seen: int = 0
+    last_knn: float = float("nan")
+    classes_seen: set = field(default_factory=set)
+    evals: list = field(default_factory=list)  # (samples_seen, top1)
+
+
+def total_updates(config: RunConfig, total_samples: int) -> int:
+    """Updates the run will make: K per stream batch (minred skips batches until the buffer fills)."""
+    batches = math.ceil(total_samples / config.learner.stream_batch)
+    if config.learner.schedule == "minred":
+        batches -= math.ceil(config.buffer.size / config.learner.stream_batch) - 1
+    return max(batches, 0) * config.learner.k
+
+
+def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eval_data: EvalData,
+             logger, device: torch.device, *, rank: int = 0, progress: bool = True) -> dict:
+    """Train on the stream once, evaluating at the configured fractions; returns a summary."""
+    learner = Learner(config, device, total_updates(config, total_samples), rank=rank)
+    points = eval_positions(config.eval.points, total_samples)
+    state = LoopState()
+    bar = tqdm(total=total_samples, unit="img", disable=not progress, desc=f"{config.method_name}")
+    _evaluate_due(learner, state, points, eval_data, logger, config, device, total_samples)
+    start = time.perf_counter()
+    for batch in batches:
+        _consume(learner, batch, state, logger, total_samples, config, device)
+        _evaluate_due(learner, state, points, eval_data, logger, config, device, total_samples)
+        bar.update(len(batch["label"]))
+        bar.set_postfix(pos=state.samples_seen, loss=f"{learner.last_loss:.3f}" if learner.update else "-",
+                        buf=f"{len(learner.buffer)}/{learner.buffer.capacity}", knn=f"{state.last_knn:.3f}")
+    bar.close()
+    return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
+            "train_seconds": time.perf_counter() - start, "learner": learner}
+
+
+def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device) -> None:
+    images = to_model_input(batch["image"], config.model.image_size).to(device)
+    labels = torch.as_tensor(np.asarray(batch["label"], dtype=np.int64))
+    keys = [str(k) for k in batch["key"]]
+    try:
+        results = learner.observe(images, keys, labels)
+    except TrainingError as err:
+        failed = TrainingError(f"{err}, stream position {state.samples_seen}")
+        failed.state = learner.state_dict()  # the runner saves it for post-mortems
+        raise failed from err
+    state.samples_seen += len(labels)
+    state.classes_seen.update(labels.tolist())
+    for result in results:
+        _log_update(logger, result, state.samples_seen, total)
+    if results:
+        learner.last_loss = results[-1].loss
+
+
+def _log_update(logger, r: UpdateResult, seen: int, total: int) -> None:
+    at = {"samples_seen": seen, "progress": seen / max(total, 1), "update": r.update}
+    logger.log("train/loss", r.loss, **at)
+    logger.log("train/lr", r.lr, **at)
+    for name, value in r.parts.items():
+        logger.log(f"train/loss_{name}", value, **at)
+    if r.grad_cosine is not None:
+        logger.log("train/grad_cosine", r.grad_cosine, **at)
+
+
+def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, logger, config, device,
+                  total: int) -> None:
+    while points and state.samples_seen >= points[0]:
+        points.pop(0)
+        result, protocol = knn_eval(learner.method, data, config, device)
+        at = {"samples_seen": state.samples_seen, "progress": state.samples_seen / max(total, 1),
+              "update": learner.update}
+        logger.log("eval/knn_top1", result["top1"], protocol=protocol, **at)
+        logger.log_many("eval/knn_class_acc", result["per_class"], protocol=protocol, **at)
+        logger.log_many("buffer/class_count", class_histogram(learner.buffer.labels.cpu().numpy(),
+                                                              data.num_classes), **at)
+        for c in sorted(state.classes_seen):
+            logger.log("stream/classes_seen", 1.0, class_id=int(c), **at)
+        state.last_knn = result["top1"]
+        state.evals.append((state.samples_seen, result["top1"]))
+        log.debug("kNN %.4f at %d samples", result["top1"], state.samples_seen)

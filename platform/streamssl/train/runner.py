@@ -1,0 +1,147 @@
+"""The in-process driver: prepare (if needed) -> stream -> learn + evaluate -> report.
+
+It runs the per-worker loop with one worker in this process, fed by Ray Data's ordered stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from streamssl.config import RunConfig, dump
+from streamssl.errors import StreamSSLError, TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("STREAMSSL_DATA", "data"))
+
+
+def _digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def ensure_dataset(config: RunConfig) -> Path:
+    """The prepared dataset dir, preparing it on first use (cached by source + options)."""
+    from streamssl.ingest import prepare
+
+    ds = config.dataset
+    key = {"source": ds.source, "path": ds.path, "options": ds.options}
+    out = Path(ds.dir) if ds.dir else data_root() / "datasets" / f"{ds.source}-{_digest(key)}"
+    if not (out / "dataset.json").exists():
+        log.info("preparing %s into %s", ds.source, out)
+        prepare(ds.source, ds.path, str(out), **ds.options)
+    return out
+
+
+def stream_args(config: RunConfig) -> dict:
+    s = config.stream
+    return {"kind": s.kind, "samples_per_class": s.samples_per_class, "blend_ratio": s.blend_ratio,
+            "class_order": s.class_order, "label_column": s.label_column,
+            "classes_per_segment": s.classes_per_segment, "order_by": s.order_by,
+            "seed": config.seed if s.seed is None else s.seed}
+
+
+def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
+    """The materialized stream dir for this config, built on first use (cached by its arguments)."""
+    from streamssl.streams import build_stream
+
+    args = stream_args(config)
+    out = dataset_dir / "streams" / f"{args['kind']}-{_digest(args)}"
+    if not (out / "stream.json").exists():
+        log.info("materializing the %s stream into %s", args["kind"], out)
+        build_stream(str(dataset_dir), str(out), **args)
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def pick_device(config: RunConfig) -> torch.device:
+    if config.scaling.use_gpu:
+        if not torch.cuda.is_available():
+            raise StreamSSLError("scaling.use_gpu=true but no CUDA device is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: str, **extra) -> dict:
+    return {"name": config.name, "method": config.method_name, "stream": config.stream.kind,
+            "dataset": config.dataset.source, "dataset_dir": str(dataset_dir),
+            "label_column": config.stream.label_column, "num_classes": len(class_names),
+            "class_names": class_names, "seed": config.seed, "status": status, "git_sha": git_sha(),
+            "config": "config.yaml", **extra}
+
+
+def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict:
+    """Run one pipeline end to end into run_dir; returns run.json's content."""
+    from streamssl.evaluation import MetricsLogger
+    from streamssl.ray_setup import init_ray
+    from streamssl.streams import read_stream, stream_info
+    from streamssl.train.evaluate import load_eval_data
+    from streamssl.train.loop import run_loop
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump(config, run_dir / "config.yaml")
+    torch.set_num_threads(config.learner.threads or torch.get_num_threads())
+    dataset_dir = ensure_dataset(config)
+    init_ray()
+    stream_dir = ensure_stream(config, dataset_dir)
+    total = int(stream_info(stream_dir)["num_samples"])
+    eval_data = load_eval_data(config, dataset_dir)
+    class_names = _class_names(dataset_dir, config.stream.label_column)
+    info = run_info(config, dataset_dir, class_names, "running", stream_dir=str(stream_dir))
+    logger = MetricsLogger(run_dir, info)
+    device = pick_device(config)
+    batches = read_stream(stream_dir, size=config.model.read_size).iter_batches(batch_size=config.learner.stream_batch, batch_format="numpy")
+    start = time.perf_counter()
+    try:
+        summary = run_loop(config, batches, total, eval_data, logger, device, progress=progress)
+    except TrainingError as err:
+        _save_failed(run_dir, err, info, logger)
+        raise
+    learner = summary.pop("learner")
+    info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
+    _finish(run_dir, info, logger)
+    torch.save({"method": learner.method.state_dict()}, run_dir / "model.pt")
+    return info
+
+
+def _class_names(dataset_dir: Path, column: str) -> list:
+    from streamssl.ingest import load_dataset_info
+
+    info = load_dataset_info(dataset_dir)
+    return info.get("label_columns", {}).get(column, {}).get("class_names", info["class_names"])
+
+
+def _finish(run_dir: Path, info: dict, logger) -> None:
+    from streamssl.report import write_report
+
+    logger.close()
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    write_report([run_dir], run_dir)
+
+
+def _save_failed(run_dir: Path, err: TrainingError, info: dict, logger) -> None:
+    info.update(status="failed", error=str(err))
+    if getattr(err, "state", None) is not None:
+        torch.save(err.state, run_dir / "failed_state.pt")
+        info["failed_state"] = "failed_state.pt"
+    logger.close()
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    log.error("run stopped: %s; state saved in %s", err, run_dir)

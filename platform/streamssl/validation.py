@@ -1,0 +1,46 @@
+"""Cross-key rules for a resolved RunConfig; each failure names the key (exit code 2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamssl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streamssl.config import RunConfig
+
+STREAM_KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
+SCHEDULES = ("accv", "minred")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(config: RunConfig) -> None:
+    """Reject configs that would fail (or silently misbehave) later, before any work starts."""
+    from streamssl.buffers import POLICIES
+
+    learner, buffer, ev = config.learner, config.buffer, config.eval
+    _require(config.stream.kind in STREAM_KINDS, f"stream.kind: unknown kind {config.stream.kind!r}")
+    _require(learner.k >= 1, f"learner.k: must be >= 1, got {learner.k}")
+    _require(learner.stream_batch >= 1, f"learner.stream_batch: must be >= 1, got {learner.stream_batch}")
+    _require(learner.lr > 0, f"learner.lr: must be > 0, got {learner.lr}")
+    _require(learner.schedule in SCHEDULES, f"learner.schedule: one of {SCHEDULES}, got {learner.schedule!r}")
+    _require(learner.lr_schedule in ("constant", "cosine"),
+             f"learner.lr_schedule: constant or cosine, got {learner.lr_schedule!r}")
+    for key in ("bf16", "channels_last"):
+        value = getattr(learner, key)
+        _require(value in ("auto", "on", "off"), f"learner.{key}: auto, on or off, got {value!r}")
+    _require(buffer.policy in POLICIES, f"buffer.policy: unknown policy {buffer.policy!r} "
+             f"(known: {', '.join(sorted(POLICIES))})")
+    _require(buffer.size >= learner.stream_batch,
+             f"buffer.size: must be >= learner.stream_batch ({learner.stream_batch}), got {buffer.size}")
+    _require(0.0 <= buffer.ema_alpha < 1.0, f"buffer.ema_alpha: must be in [0, 1), got {buffer.ema_alpha}")
+    _require(ev.knn_k >= 1, f"eval.knn_k: must be >= 1, got {ev.knn_k}")
+    _require(ev.knn_protocol in ("scale", "cosine"), f"eval.knn_protocol: scale or cosine, got {ev.knn_protocol!r}")
+    _require(ev.points is None or all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in ev.points),
+             f"eval.points: fractions in [0, 1], got {ev.points!r}")
+    _require(config.scaling.num_workers >= 1, f"scaling.num_workers: must be >= 1, got {config.scaling.num_workers}")
+    config.method_params().validate()
