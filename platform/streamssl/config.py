@@ -117,7 +117,7 @@ class RunConfig:
         return METHODS[self.method_name].Params(**{k: v for k, v in self.method.items() if k != "name"})
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+SECTIONS = typing.get_type_hints(RunConfig)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -270,6 +270,11 @@ def _matches(value: Any, option: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(option) or option
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return True, float(value)
+    if origin is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            return True, float(value)
+        except ValueError:
+            return False, None
     if origin is int and isinstance(value, bool):
         return False, None
     if origin in _SCALARS + (list, dict, tuple) and isinstance(value, origin):

@@ -12,8 +12,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     explicit address we pass address="local".
     """
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    import logging
+
     import ray
     import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines drown the progress bar
 
     if ray.is_initialized():
         return

@@ -37,8 +37,8 @@ def load_eval_data(config: RunConfig, dataset_dir: Path) -> EvalData:
     mem_x, mem_y = load_images(dataset_dir, ev.memory_samples, seed=seed, size=read, label_column=column)
     test_x, test_y = load_images(test_dir, ev.test_samples, seed=seed + 1, size=read, label_column=column)
     num_classes = info.get("label_columns", {}).get(column, {}).get("num_classes", info["num_classes"])
-    return EvalData(to_model_input(mem_x, size), torch.as_tensor(mem_y), to_model_input(test_x, size),
-                    torch.as_tensor(test_y), tuple(info.get("mean") or (0.5,) * 3),
+    return EvalData(to_model_input(mem_x, size), torch.from_numpy(np.array(mem_y)), to_model_input(test_x, size),
+                    torch.from_numpy(np.array(test_y)), tuple(info.get("mean") or (0.5,) * 3),
                     tuple(info.get("std") or (0.5,) * 3), int(num_classes))
 
 

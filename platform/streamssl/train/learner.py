@@ -100,8 +100,11 @@ class Learner:
         set_lr(self.optimizer, lr)
         images = self.buffer.images[slots.to(self.buffer.images.device)]
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with autocast:
-            out = self.method.step(images, self.aug_gen)
+        try:
+            with autocast:
+                out = self.method.step(images, self.aug_gen)
+        except torch.linalg.LinAlgError as err:  # logdet/cholesky of non-finite features
+            raise TrainingError(f"non-finite features at update {self.update + 1} ({err})") from err
         loss = out.loss.float()
         if not torch.isfinite(loss):
             raise TrainingError(f"loss is {loss.item()} at update {self.update + 1}")

@@ -52,7 +52,7 @@ def stream_args(config: RunConfig) -> dict:
 
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     """The materialized stream dir for this config, built on first use (cached by its arguments)."""
-    from streamssl.streams import build_stream
+    from streamssl.streams.build import build_stream
 
     args = stream_args(config)
     out = dataset_dir / "streams" / f"{args['kind']}-{_digest(args)}"

@@ -1,0 +1,116 @@
+"""`prepare`: any source -> WebDataset shards + manifest.parquet + dataset.json (docs/formats.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamssl.errors import ConfigError
+from streamssl.ingest import cifar, fashion_mnist, imagefolder, synthetic, wds
+from streamssl.ingest.dataset import warn_skipped
+from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.reader import load_dataset_info
+from streamssl.ingest.writer import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_SIZE
+
+SOURCES = {
+    "fashion-mnist": fashion_mnist.prepare_source,
+    "cifar10": cifar.prepare_cifar10,
+    "cifar100": cifar.prepare_cifar100,
+    "imagefolder": imagefolder.prepare_source,
+    "wds": wds.prepare_source,
+    "synthetic": synthetic.prepare_source,
+}
+_SOURCE_OPTIONS = {"synthetic": set(synthetic.DEFAULTS)}  # options only some sources take
+_TEST_PATH_SOURCES = {"imagefolder", "wds"}  # the others bring their own test split
+
+
+def _check_options(source: str, options: dict, test_path) -> None:
+    for name in options:
+        if name not in _SOURCE_OPTIONS.get(source, ()):
+            takers = [s for s, names in _SOURCE_OPTIONS.items() if name in names] or ["no source"]
+            raise ConfigError(
+                f"--{name.replace('_', '-')}: not an option of {source} (taken by: {', '.join(takers)})"
+            )
+    if test_path is not None and source not in _TEST_PATH_SOURCES:
+        raise ConfigError(
+            f"--test-path: {source} brings its own test split "
+            f"(--test-path is for {', '.join(sorted(_TEST_PATH_SOURCES))})"
+        )
+
+
+def _clear_outputs(out: Path, source: str) -> None:
+    """Remove what an earlier prepare wrote to `out`, so no stale shard or split lingers."""
+    for folder in (out, out / "test"):
+        if not folder.is_dir():
+            continue
+        stale = [folder / "manifest.parquet", folder / "dataset.json"]
+        if source != "wds":  # wds outputs hold no shards; its input may even be `out` itself
+            stale += list(folder.glob("shard-*.tar")) + list(folder.glob("shard-*.tar.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+
+
+def _input_path(path, arg: str) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{arg}: {path} does not exist")
+    return path.resolve()
+
+
+def prepare(
+    source: str,
+    path: str | Path | None,
+    out: str | Path,
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    strict: bool = False,
+    verify: bool = True,
+    test_path: str | Path | None = None,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    parallel: bool | None = None,
+    progress: bool | None = None,
+    **source_options,
+) -> dict:
+    """Prepare a dataset folder from a source; returns the train split's dataset.json dict.
+
+    Args:
+        source: one of SOURCES ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "wds",
+            "synthetic").
+        path: the source's input (folder); None for synthetic and the Debian Fashion-MNIST.
+        out: output folder; the test split (when there is one) goes to `out/test`.
+        shard_size: samples per shard (shards also close past ~500 MB, `shard_bytes`).
+        strict: stop at the first bad sample with DataError instead of skipping it.
+        verify: wds only: check each image member opens (header only).
+        test_path: imagefolder/wds: a second folder holding the test split.
+        parallel: per-file work on Ray Data; None decides by task count (2+ tasks).
+        progress: progress bars; None shows them on a terminal only.
+        **source_options: synthetic: classes, samples_per_class, size, seed.
+
+    Raises:
+        ConfigError: unknown source, bad option, missing or empty input (names the argument).
+        DataError: bad data under `strict`, or an unreadable source file.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"SOURCE: unknown source {source!r} (choose from {', '.join(SOURCES)})")
+    source_options = {k: v for k, v in source_options.items() if v is not None}
+    _check_options(source, source_options, test_path)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ConfigError(f"--shard-size: must be an integer >= 1, got {shard_size!r}")
+    opts = PrepareOptions(
+        source,
+        shard_size,
+        shard_bytes,
+        strict,
+        verify,
+        _input_path(test_path, "--test-path"),
+        parallel,
+        progress,
+    )
+    in_path, out = _input_path(path, "PATH"), Path(out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out, source)
+    info = SOURCES[source](in_path, out, opts, **source_options)
+    test_skipped = load_dataset_info(out / "test")["skipped"] if info.get("test") else []
+    warn_skipped(info["skipped"] + test_skipped)
+    return info

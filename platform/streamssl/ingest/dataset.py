@@ -1,0 +1,171 @@
+"""Writing a split's `manifest.parquet` and `dataset.json` (docs/formats.md, "Prepared dataset")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamssl.errors import DataError
+
+log = logging.getLogger("streamssl.ingest")
+
+# Columns every source produces for each valid sample (label columns come on top).
+SAMPLE_COLUMNS = {
+    "key": pa.string(),
+    "shard": pa.string(),
+    "offset": pa.int64(),
+    "nbytes": pa.int64(),
+    "size": pa.int64(),
+    "ext": pa.string(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+}
+# What a per-file task (imagefolder, wds) returns: one entry per sample or skip.
+TASK_COLUMNS = {**SAMPLE_COLUMNS, "label": pa.int64(), "reason": pa.string()}
+MAX_LISTED_SKIPS = 20  # in the warning; dataset.json lists them all
+
+
+def name_column(label_column: str) -> str:
+    """`label` -> `label_name`, `coarse_label` -> `coarse_label_name`."""
+    return f"{label_column}_name"
+
+
+def skip_record(shard: str, key: str | None, reason: str) -> dict:
+    """One entry of dataset.json's `skipped` list (key None: the problem is not one sample's)."""
+    return {
+        "shard": str(shard),
+        "key": None if key is None or pd.isna(key) else str(key),
+        "reason": str(reason),
+    }
+
+
+def raise_if_strict(strict: bool, skipped: list[dict]) -> None:
+    """Under --strict the first bad sample stops everything, naming its shard."""
+    if strict and skipped:
+        s = skipped[0]
+        where = f"{s['shard']}" + (f", key {s['key']}" if s["key"] else "")
+        raise DataError(f"{where}: {s['reason']} (--strict)")
+
+
+def warn_skipped(skipped: list[dict]) -> None:
+    """ONE warning naming every skipped sample (up to MAX_LISTED_SKIPS, then a count)."""
+    if not skipped:
+        return
+    lines = [f"  {s['shard']} {s['key'] or '-'}: {s['reason']}" for s in skipped[:MAX_LISTED_SKIPS]]
+    if len(skipped) > MAX_LISTED_SKIPS:
+        lines.append(f"  ... and {len(skipped) - MAX_LISTED_SKIPS} more (all in dataset.json 'skipped')")
+    log.warning("skipped %d bad sample(s) (shard key: reason):\n%s", len(skipped), "\n".join(lines))
+
+
+def _manifest_table(rows: pd.DataFrame, label_names: dict[str, list[str]]) -> pa.Table:
+    columns = {
+        c: pa.array(rows[c].to_numpy(), SAMPLE_COLUMNS[c])
+        for c in ("key", "shard", "offset", "nbytes", "size", "ext")
+    }
+    columns["index"] = pa.array(np.arange(len(rows), dtype=np.int64))
+    for col, names in label_names.items():
+        labels = rows[col].to_numpy(np.int64)
+        columns[col] = pa.array(labels)
+        columns[name_column(col)] = pa.array(np.asarray(names, dtype=object)[labels], pa.string())
+    columns["width"] = pa.array(rows["width"].to_numpy(np.int32))
+    columns["height"] = pa.array(rows["height"].to_numpy(np.int32))
+    order = ["key", "index", "shard", "offset", "nbytes", "size", "ext"]
+    order += [c for col in label_names for c in (col, name_column(col))] + ["width", "height"]
+    return pa.table({c: columns[c] for c in order})
+
+
+def label_summary(labels: np.ndarray, names: list[str]) -> dict:
+    """{num_classes, class_names, class_counts} for one label column."""
+    counts = np.bincount(labels, minlength=len(names)) if len(labels) else np.zeros(len(names), int)
+    return {"num_classes": len(names), "class_names": list(names), "class_counts": counts.tolist()}
+
+
+def write_dataset(
+    out_dir: Path,
+    rows: pd.DataFrame,
+    *,
+    label_names: dict[str, list[str]],
+    source: str,
+    skipped: list[dict],
+    shard_root: str = ".",
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Write manifest.parquet, then dataset.json (last, so a crashed run has none), and return it.
+
+    Args:
+        out_dir: the split's folder.
+        rows: valid samples in source order, with SAMPLE_COLUMNS and one int column per label
+            column named in `label_names` ("label" first).
+        label_names: label column -> class names indexed by label id.
+        source: source name.
+        skipped: skip records of this split.
+        shard_root: "." or the absolute folder the `shard` paths are relative to.
+        mean, std: per-channel statistics on [0, 1], 3 values each, or None.
+        extra: further dataset.json fields.
+    """
+    rows = rows.reset_index(drop=True)
+    if not len(rows):
+        s = skipped[0] if skipped else None
+        first = f"; first: {s['shard']} {s['key'] or '-'}: {s['reason']}" if s else ""
+        raise DataError(f"{source}: no valid samples ({len(skipped)} skipped{first})")
+    for col, names in label_names.items():
+        bad = rows[col][(rows[col] < 0) | (rows[col] >= len(names))]
+        if len(bad):
+            raise DataError(f"{source}: label {int(bad.iloc[0])} outside 0..{len(names) - 1} in '{col}'")
+    pq.write_table(_manifest_table(rows, label_names), out_dir / "manifest.parquet")
+    columns = {col: label_summary(rows[col].to_numpy(np.int64), names) for col, names in label_names.items()}
+    exts = sorted(set(rows["ext"]))
+    info = {
+        "num_samples": len(rows),
+        **columns["label"],
+        "source": source,
+        "skipped": skipped,
+        "num_shards": int(rows["shard"].nunique()),
+        "shard_root": shard_root,
+        "label_columns": columns,
+        "mean": mean,
+        "std": std,
+        "image_ext": exts[0] if len(exts) == 1 else "mixed" if exts else None,
+        **(extra or {}),
+    }
+    # One top-level field per line, values compact: readable even with 21,841 class names.
+    lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
+    (out_dir / "dataset.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    return info
+
+
+def collect_rows(frames: Iterable[pd.DataFrame], strict: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """Split task results (in source order) into valid rows and skip records.
+
+    Rows with a non-empty `reason` are skips. A key seen before (in an earlier shard) is a
+    duplicate: the first one is kept. Under `strict` the first problem raises DataError.
+    """
+    valid, skipped = [], []
+    for frame in frames:
+        bad = frame["reason"].fillna("") != ""
+        skipped += [
+            skip_record(s, k, r)
+            for s, k, r in frame.loc[bad, ["shard", "key", "reason"]].itertuples(index=False)
+        ]
+        raise_if_strict(strict, skipped)
+        valid.append(frame[~bad])
+    rows = pd.concat(valid, ignore_index=True) if valid else pd.DataFrame(columns=list(SAMPLE_COLUMNS))
+    dup = rows["key"].duplicated(keep="first")
+    if dup.any():
+        first = rows.drop_duplicates("key").set_index("key")["shard"]
+        skipped += [
+            skip_record(s, k, f"duplicate key (first in {first[k]})")
+            for s, k in rows.loc[dup, ["shard", "key"]].itertuples(index=False)
+        ]
+        raise_if_strict(strict, skipped)
+        rows = rows[~dup].reset_index(drop=True)
+    return rows, skipped

@@ -1,0 +1,242 @@
+"""Reports over run directories: report.md with the paper's Table 1 layout (methods x streams,
+final kNN %, plus the untrained network's reference row), a per-(method, stream) table of
+stream-progress metrics, provenance, and the figures of `streamssl.evaluation.plots`.
+
+`write_report(run_dirs, out_dir)` is the one entry point; `streamssl report` and the runner call it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from streamssl.errors import StreamSSLError
+from streamssl.evaluation import metrics, plots
+from streamssl.evaluation.metrics_log import load_metrics, load_run_info
+
+REPORT_FILE = "report.md"
+FLAG = "†"  # marks cells that include a run whose status is not "completed"
+PROGRESS_FRACTION = 0.2
+FIGURE_FILES = ("knn_vs_progress.png", "grad_cosine.png", "buffer_composition.png")
+
+
+@dataclass
+class Run:
+    """One run directory, loaded: its run.json, metrics and summary scalars (metrics.summarize)."""
+
+    path: Path
+    info: dict
+    frame: pd.DataFrame
+    method: str
+    stream: str
+    dataset: str
+    seed: object
+    status: str
+    class_names: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        return self.status != "completed"
+
+
+def load_run(run_dir: str | os.PathLike) -> Run:
+    """Load and summarize one run directory; StreamSSLError (one line) if it is not a usable one."""
+    frame = load_metrics(run_dir)
+    info = load_run_info(run_dir)
+    for key in ("method", "stream"):
+        if not info.get(key):
+            raise StreamSSLError(f"{Path(run_dir) / 'run.json'}: no {key!r} field")
+    stream = info["stream"].get("kind", "?") if isinstance(info["stream"], dict) else str(info["stream"])
+    dataset = info.get("dataset", "?")
+    dataset = dataset.get("name", "?") if isinstance(dataset, dict) else str(dataset)
+    class_names = [str(name) for name in info.get("class_names") or []]
+    run = Run(path=Path(run_dir), info=info, frame=frame, method=str(info["method"]), stream=stream,
+              dataset=dataset, seed=info.get("seed"), status=str(info.get("status", "unknown")),
+              class_names=class_names)
+    run.stats = metrics.summarize(frame, info.get("num_classes") or len(class_names) or None,
+                                  PROGRESS_FRACTION)
+    return run
+
+
+def load_runs(run_dirs) -> list[Run]:
+    """Load every run directory once (duplicates by resolved path are dropped), in the order given."""
+    seen, runs = set(), []
+    for run_dir in run_dirs:
+        resolved = Path(run_dir).resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            runs.append(load_run(run_dir))
+    if not runs:
+        raise StreamSSLError("no run directories given")
+    return runs
+
+
+def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
+    """Write OUT_DIR/report.md and its PNGs for the given run directories.
+
+    Returns:
+        The path of report.md.
+    """
+    runs = load_runs([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    knn_png, grad_png, buffer_png = (out / name for name in FIGURE_FILES)
+    figures = {
+        "kNN accuracy vs samples seen": plots.plot_knn_vs_progress(runs, knn_png),
+        "gradient cosine over updates": plots.plot_grad_cosine(runs, grad_png),
+        "buffer class composition": plots.plot_buffer_composition(runs, buffer_png),
+    }
+    for name in FIGURE_FILES:  # a figure skipped now must not leave an older one behind
+        if (out / name) not in figures.values():
+            (out / name).unlink(missing_ok=True)
+    path = out / REPORT_FILE
+    path.write_text(render(runs, figures))
+    return path
+
+
+def render(runs: list[Run], figures: dict[str, Path | None]) -> str:
+    """report.md's text."""
+    lines = ["# streamssl report", ""]
+    lines += _header(runs)
+    for dataset in dict.fromkeys(run.dataset for run in runs):
+        mine = [run for run in runs if run.dataset == dataset]
+        lines += _table1(mine, dataset) + _details(mine, dataset)
+    lines += _figures(figures) + _run_list(runs) + _definitions()
+    return "\n".join(lines) + "\n"
+
+
+def _header(runs: list[Run]) -> list[str]:
+    protocols = sorted({run.stats["protocol"] for run in runs if run.stats["protocol"]})
+    seeds = [str(seed) for seed in sorted({run.seed for run in runs}, key=plots.seed_key)]
+    flagged = [run for run in runs if run.flagged]
+    lines = [f"- datasets: {', '.join(f'`{d}`' for d in dict.fromkeys(run.dataset for run in runs))}",
+             f"- kNN protocol: {'; '.join(f'`{p}`' for p in protocols) or 'none logged'}",
+             f"- seeds: {', '.join(seeds)}",
+             f"- runs: {len(runs)} ({len(runs) - len(flagged)} completed)"]
+    if len(protocols) > 1:
+        lines.append("- **warning**: the runs used different kNN protocols; their numbers are not comparable")
+    for run in flagged:
+        lines.append(f"- {FLAG} `{run.path}` has status **{run.status}**; it is included in the tables")
+    return lines + [""]
+
+
+def _cells(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    cells = defaultdict(list)
+    for run in runs:
+        cells[(run.method, run.stream)].append(run)
+    return cells
+
+
+def _streams(runs: list[Run]) -> list[str]:
+    return sorted({run.stream for run in runs}, key=plots.stream_key)
+
+
+def fmt_stat(values, scale: float = 100.0, digits: int = 2, show_n: bool = True) -> str:
+    """'59.71', or 'mean ± std (n=k)' over several runs; 'n/a' when no value is finite."""
+    finite = [scale * v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return "n/a"
+    if len(values) == 1:
+        return f"{finite[0]:.{digits}f}"
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    missing = "" if len(finite) == len(values) else f" of {len(values)}"
+    count = f" (n={len(finite)}{missing})" if show_n or missing else ""
+    return f"{np.mean(finite):.{digits}f} ± {std:.{digits}f}{count}"
+
+
+def _table1(runs: list[Run], dataset: str) -> list[str]:
+    streams, cells = _streams(runs), _cells(runs)
+    lines = [f"## Final kNN accuracy (%): {dataset}", "",
+             "| method | " + " | ".join(streams) + " |", "|---" * (len(streams) + 1) + "|"]
+    untrained_row, notes = _untrained_row(runs, streams)
+    lines.append("| untrained | " + " | ".join(untrained_row) + " |")
+    for method in dict.fromkeys(run.method for run in runs):
+        row = [_flagged_stat(cells.get((method, stream), []), "final") for stream in streams]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return lines + [""] + notes + ([""] if notes else [])
+
+
+def _flagged_stat(members: list[Run], key: str, show_n: bool = True) -> str:
+    if not members:
+        return "–"
+    text = fmt_stat([run.stats[key] for run in members], show_n=show_n)
+    return text + (f" {FLAG}" if any(run.flagged for run in members) else "")
+
+
+def _untrained_row(runs: list[Run], streams: list[str]) -> tuple[list[str], list[str]]:
+    """Untrained kNN per stream: the runs of a stream should agree (same network, same seed)."""
+    row, notes = [], []
+    for stream in streams:
+        values = [run.stats["untrained"] for run in runs if run.stream == stream]
+        values = [v for v in values if np.isfinite(v)]
+        if not values:
+            row.append("n/a")
+            continue
+        row.append(f"{100 * np.mean(values):.2f}")
+        if max(values) - min(values) > 1e-9:
+            row[-1] += "*"
+            notes.append(f"\\* {stream}: the runs' untrained kNN differ ({100 * min(values):.2f} to "
+                         f"{100 * max(values):.2f} % over {len(values)} runs); the mean is shown.")
+    return row, notes
+
+
+def _details(runs: list[Run], dataset: str) -> list[str]:
+    header = ("| method | stream | n | final kNN % | kNN @20% | untrained % | forgetting (pp) "
+              "| seen-class acc % | AUC % |")
+    lines = [f"## Accuracy over the stream: {dataset}", "", header, "|---" * 9 + "|"]
+    cells = _cells(runs)
+    for method in dict.fromkeys(run.method for run in runs):
+        for stream in _streams(runs):
+            members = cells.get((method, stream))
+            if members:
+                stats = [_flagged_stat(members, key, show_n=False)  # the n column says it
+                         for key in ("final", "at_fraction", "untrained", "forgetting", "seen_acc", "auc")]
+                lines.append(f"| {method} | {stream} | {len(members)} | " + " | ".join(stats) + " |")
+    return lines + [""]
+
+
+def _figures(figures: dict[str, Path | None]) -> list[str]:
+    lines = ["## Figures", ""]
+    for title, path in figures.items():
+        lines.append(f"![{title}]({path.name})" if path else f"- {title}: no data logged, figure skipped")
+        lines.append("")
+    return lines
+
+
+def _run_list(runs: list[Run]) -> list[str]:
+    lines = ["## Runs", "", "| run | method | stream | seed | status | updates | samples seen | wall s "
+             "| git | evals |", "|---" * 10 + "|"]
+    for run in runs:
+        info = run.info
+        wall = info.get("wall_seconds")
+        wall = f"{wall:.0f}" if isinstance(wall, (int, float)) else "?"
+        sha = str(info.get("git_sha") or "?")[:10]
+        lines.append(f"| `{run.path}` | {run.method} | {run.stream} | {run.seed} | {run.status} "
+                     f"| {info.get('updates', '?')} | {info.get('samples_seen', '?')} | {wall} | {sha} "
+                     f"| {run.stats['evals']} |")
+    return lines + [""]
+
+
+def _definitions() -> list[str]:
+    return [
+        "## Definitions", "",
+        "- **final kNN**: top-1 of the last evaluation; cells with several runs (seeds) show "
+        "mean ± sample std (n).",
+        "- **untrained**: the same network evaluated before any update (samples seen = 0).",
+        f"- **kNN @20%**: the first evaluation at or after {PROGRESS_FRACTION:.0%} of the stream.",
+        "- **forgetting**: per class, the best accuracy at an earlier trained evaluation (after the "
+        "class was first seen, when the run logs `stream/classes_seen`) minus the final accuracy; "
+        "averaged over the classes with such an earlier evaluation; percentage points, negative = improved.",
+        "- **seen-class acc**: mean accuracy over the classes the stream has shown so far, averaged over "
+        "the trained evaluations (needs `stream/classes_seen`).",
+        "- **AUC**: trapezoid area under kNN top-1 over stream progress, divided by the progress span "
+        "covered (= the mean accuracy over the stream when evaluations span 0..1).",
+        f"- {FLAG}: includes a run whose status is not `completed`.",
+        "",
+    ]
