@@ -1,0 +1,80 @@
+"""Backbone constructors: each returns (module mapping (B, 3, H, W) float -> (B, D), D).
+
+The ResNets are torchvision's with `fc` replaced by Identity, so the output is the globally pooled
+feature that kNN evaluation reads (method-spec 2.1). `cnn4` is a small network for CPU presets.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from streamssl.errors import ConfigError
+
+
+def _no_pretrained(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ConfigError(f"model.backbone: '{name}' has no pretrained weights (it has a custom stem)")
+
+
+def resnet18_cifar(pretrained: bool = False) -> tuple[nn.Module, int]:
+    """ResNet-18 with the CIFAR stem: conv1 3x3 stride 1 pad 1, no max-pool (EMP-SSL's resnet18-cifar)."""
+    _no_pretrained("resnet18_cifar", pretrained)
+    net = tvm.resnet18(weights=None)
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    return net, 512
+
+
+def resnet18(pretrained: bool = False) -> tuple[nn.Module, int]:
+    """torchvision ResNet-18 with the ImageNet stem; `pretrained` loads the ImageNet weights."""
+    net = tvm.resnet18(weights="DEFAULT" if pretrained else None)
+    net.fc = nn.Identity()
+    return net, 512
+
+
+def resnet50(pretrained: bool = False) -> tuple[nn.Module, int]:
+    """torchvision ResNet-50; `pretrained` loads the ImageNet weights."""
+    net = tvm.resnet50(weights="DEFAULT" if pretrained else None)
+    net.fc = nn.Identity()
+    return net, 2048
+
+
+class CNN4(nn.Module):
+    """Four conv-BN-ReLU blocks, the first three followed by 2x2 max-pool, then global average pool.
+
+    Sized for CPU presets at 32x32: the channels are width, 2*width, 4*width, 8*width and the
+    output dimension is 8*width.
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                       nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True)]
+            if i < 3:  # the last block keeps its 4x4 map for the global pool
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.out_dim = chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 8*width)."""
+        return self.features(x).mean(dim=(2, 3))
+
+
+def cnn4(pretrained: bool = False) -> tuple[nn.Module, int]:
+    """The small CPU CNN, width 32 (256-d output)."""
+    _no_pretrained("cnn4", pretrained)
+    net = CNN4(32)
+    return net, net.out_dim
+
+
+def cnn4_wide(pretrained: bool = False) -> tuple[nn.Module, int]:
+    """The small CPU CNN at width 64 (512-d output)."""
+    _no_pretrained("cnn4_wide", pretrained)
+    net = CNN4(64)
+    return net, net.out_dim
