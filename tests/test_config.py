@@ -67,3 +67,15 @@ def test_every_shipped_pipeline_validates():
     for path in sorted(cfg.Path("pipelines").glob("*.yaml")):
         c = cfg.load(path)
         assert c.method_name in ("imai", "empssl", "minred"), path
+
+
+def test_per_method_blocks_apply_only_to_the_chosen_method(tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\n"
+                    "per_method:\n  imai: {method: {crops: 3}}\n  minred: {method.pred_dim: 16}\n")
+    assert cfg.load(spec).method["crops"] == 3
+    assert cfg.load(spec, ["method.name=minred"]).method["pred_dim"] == 16
+    assert cfg.load(spec, ["method.crops=5"]).method["crops"] == 5  # the command line still wins
+    with pytest.raises(ConfigError, match="per_method.nope"):
+        spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\nper_method:\n  nope: {{}}\n")
+        cfg.load(spec)

@@ -143,7 +143,11 @@ def to_model_input(images, size: int) -> torch.Tensor:
     Raises:
         DataError: wrong dtype, rank or channel count.
     """
-    x = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if isinstance(images, np.ndarray):
+        # Ray hands out read-only views; torch warns on (and must never write to) those
+        writable = images.flags.writeable and images.flags.c_contiguous
+        images = torch.from_numpy(images if writable else np.array(images, order="C"))
+    x = images
     if x.dtype != torch.uint8:
         raise DataError(f"to_model_input: images must be uint8, got {x.dtype}")
     if x.ndim == 3:

@@ -175,8 +175,30 @@ def load(path: str | Path | None, overrides: list[str] | dict | None = None) -> 
     """Load a pipeline file plus overrides into a validated RunConfig (ConfigError names the key)."""
     explicit = load_flat(path) if path else {}
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+    name = extra.get("method.name", explicit.get("method.name", "imai"))
+    explicit.update(per_method(explicit, name))
     explicit.update(extra)
     return resolve(explicit)
+
+
+def per_method(flat: dict[str, Any], name: str) -> dict[str, Any]:
+    """Pop `per_method.<method>` blocks; return the chosen method's as dotted keys.
+
+    Lets one pipeline carry method-specific keys (e.g. `method.crops` for the multi-crop methods)
+    and still run every method by overriding `method.name` alone.
+    """
+    from streamssl.methods import METHODS
+
+    chosen: dict[str, Any] = {}
+    for key in [k for k in flat if k.startswith("per_method.")]:
+        block, method = flat.pop(key), key.split(".", 1)[1]
+        if method not in METHODS:
+            raise ConfigError(f"{key}: unknown method {method!r}")
+        if not isinstance(block, dict):
+            raise ConfigError(f"{key}: must be a mapping of config keys")
+        if method == name:
+            chosen = flatten(block)
+    return chosen
 
 
 def resolve(explicit: dict[str, Any]) -> RunConfig:

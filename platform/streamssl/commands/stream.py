@@ -1,5 +1,59 @@
-"""`streamssl stream` (being written)."""
+"""`streamssl stream DATASET_DIR --kind K --out STREAM_DIR`: an ordered stream over a prepared dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from streamssl.errors import ConfigError
+
+KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
 
 
-def register(sub):
-    sub.add_parser("stream", help="(being written)")
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stream", help="plan and materialize a stream (iid, seq, seq-bl, seq-im, custom)",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("dataset_dir", metavar="DATASET_DIR", help="a `streamssl prepare` output folder")
+    p.add_argument("--kind", required=True, help="iid | seq | seq-bl | seq-im | custom")
+    p.add_argument("--samples-per-class", default=None, metavar="N|N1,N2,...",
+                   help="samples per class (capped at what exists), one count or one per class")
+    p.add_argument("--blend-ratio", type=float, default=0.5, help="seq-bl boundary blending (0..1)")
+    p.add_argument("--class-order", default="natural", metavar="natural|random|FILE",
+                   help="segment order: label order, seeded random, or a file of class ids/names")
+    p.add_argument("--label-column", default="label", help="manifest label column to segment by")
+    p.add_argument("--classes-per-segment", type=int, default=1, metavar="K",
+                   help="K classes per segment, mixed within it")
+    p.add_argument("--order-by", default=None, metavar="COLUMN", help="manifest column ordering `custom`")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="STREAM_DIR")
+    p.add_argument("--shard-size", type=int, default=5000, help="samples per stream shard")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    p.set_defaults(func=run)
+
+
+def parse_counts(text: str | None) -> int | list[int] | None:
+    """`N` -> N, `N1,N2,...` -> [N1, N2, ...]."""
+    if text is None:
+        return None
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--samples-per-class: {text!r} is not N or N1,N2,...") from None
+    return counts if "," in text else counts[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamssl.streams.build import build_stream
+    from streamssl.streams.summary import summarize_stream
+
+    if args.kind not in KINDS:
+        raise ConfigError(f"--kind: unknown stream kind {args.kind!r} (choose from {', '.join(KINDS)})")
+    recorded = {k: v for k, v in vars(args).items() if k not in ("func", "command", "verbose")}
+    build_stream(args.dataset_dir, args.out, kind=args.kind,
+                 samples_per_class=parse_counts(args.samples_per_class), blend_ratio=args.blend_ratio,
+                 class_order=args.class_order, label_column=args.label_column,
+                 classes_per_segment=args.classes_per_segment, order_by=args.order_by, seed=args.seed,
+                 shard_size=args.shard_size, strict=args.strict, args=recorded,
+                 address=args.address)
+    print(summarize_stream(args.out))
+    return 0

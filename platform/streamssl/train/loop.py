@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class LoopState:
     samples_seen: int = 0
     last_knn: float = float("nan")
-    classes_seen: set = field(default_factory=set)
+    class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
     evals: list = field(default_factory=list)  # (samples_seen, top1)
 
 
@@ -64,7 +64,7 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
 
 def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device) -> None:
     images = to_model_input(batch["image"], config.model.image_size).to(device)
-    labels = torch.as_tensor(np.asarray(batch["label"], dtype=np.int64))
+    labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64))  # a copy: Ray views are read-only
     keys = [str(k) for k in batch["key"]]
     try:
         results = learner.observe(images, keys, labels)
@@ -73,7 +73,8 @@ def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int
         failed.state = learner.state_dict()  # the runner saves it for post-mortems
         raise failed from err
     state.samples_seen += len(labels)
-    state.classes_seen.update(labels.tolist())
+    for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
+        state.class_seen_counts[int(c)] = state.class_seen_counts.get(int(c), 0) + int(n)
     for result in results:
         _log_update(logger, result, state.samples_seen, total)
     if results:
@@ -101,8 +102,8 @@ def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, 
         logger.log_many("eval/knn_class_acc", result["per_class"], protocol=protocol, **at)
         logger.log_many("buffer/class_count", class_histogram(learner.buffer.labels.cpu().numpy(),
                                                               data.num_classes), **at)
-        for c in sorted(state.classes_seen):
-            logger.log("stream/classes_seen", 1.0, class_id=int(c), **at)
+        for c, n in sorted(state.class_seen_counts.items()):
+            logger.log("stream/classes_seen", float(n), class_id=c, **at)
         state.last_knn = result["top1"]
         state.evals.append((state.samples_seen, result["top1"]))
         log.debug("kNN %.4f at %d samples", result["top1"], state.samples_seen)

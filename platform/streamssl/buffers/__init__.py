@@ -1,0 +1,25 @@
+"""Replay buffer storage, selection policies, diversity selection and global dedup."""
+
+from streamssl.buffers.base import SelectionPolicy
+from streamssl.buffers.dedup import global_dedup, global_dedup_naive
+from streamssl.buffers.diverse import Diverse
+from streamssl.buffers.fifo import FIFO
+from streamssl.buffers.reservoir import Reservoir
+from streamssl.buffers.selection import oldest, select_diverse, select_diverse_naive
+from streamssl.buffers.storage import ReplayBuffer
+
+POLICIES: dict[str, type[SelectionPolicy]] = {"fifo": FIFO, "reservoir": Reservoir, "diverse": Diverse}
+
+__all__ = [
+    "POLICIES",
+    "FIFO",
+    "Diverse",
+    "ReplayBuffer",
+    "Reservoir",
+    "SelectionPolicy",
+    "global_dedup",
+    "global_dedup_naive",
+    "oldest",
+    "select_diverse",
+    "select_diverse_naive",
+]

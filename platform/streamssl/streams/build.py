@@ -1,0 +1,139 @@
+"""`streamssl stream` as a function: load a prepared dataset, plan, materialize, write the index."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from streamssl.errors import ConfigError
+from streamssl.ray_setup import init_ray
+from streamssl.streams.materialize import materialize, planned_table
+from streamssl.streams.plan import plan_sha256, plan_stream
+
+DEFAULT_SHARD_SIZE = 5000
+
+
+def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class=None,
+                 blend_ratio: float = 0.5, class_order=None, label_column: str = "label",
+                 classes_per_segment: int = 1, order_by: str | None = None, seed: int = 0,
+                 shard_size: int = DEFAULT_SHARD_SIZE, strict: bool = False, progress: bool = True,
+                 args: dict | None = None, address: str | None = None) -> dict:
+    """Plan a stream over a prepared dataset and materialize it into `out_dir`.
+
+    Args:
+        dataset_dir: a `streamssl prepare` output folder.
+        out_dir: the stream folder (stream-*.tar, index.parquet, stream.json; see docs/formats.md).
+        kind, samples_per_class, blend_ratio, class_order, classes_per_segment, seed: as in
+            `plan_stream`; class_order may also name a file of class ids or names.
+        label_column: manifest column the stream segments by (e.g. `coarse_label`).
+        order_by: manifest column sorting the `custom` kind.
+        shard_size: samples per stream shard.
+        strict: stop at the first bad sample.
+        args: the command line's arguments, recorded in stream.json.
+        address: Ray cluster to join (default: the running Ray, else a local one).
+
+    Returns:
+        The stream.json dict.
+    """
+    from streamssl.ingest import load_dataset_info, read_manifest
+
+    if not os.path.isdir(dataset_dir):
+        raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
+    info = load_dataset_info(dataset_dir)
+    manifest = read_manifest(dataset_dir)
+    labels = _label_column(manifest, label_column)
+    names = _class_names(info, label_column)
+    if kind != "custom" and order_by is not None:
+        raise ConfigError("--order-by: only the custom kind orders by a column")
+    plan = plan_stream(labels, kind, samples_per_class=samples_per_class, blend_ratio=blend_ratio,
+                       class_order=load_class_order(class_order, names), seed=seed,
+                       classes_per_segment=classes_per_segment,
+                       order_by=None if order_by is None else _order_column(manifest, order_by))
+    root = Path(dataset_dir) if info.get("shard_root", ".") == "." else Path(info["shard_root"])
+    table = planned_table(manifest, plan, root, label_column)
+    init_ray(address=address)  # only now: argument errors above must not wait for Ray
+    index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
+    pq.write_table(index, os.path.join(out_dir, "index.parquet"))
+    summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
+                           label_column=label_column, classes_per_segment=classes_per_segment,
+                           shard_size=shard_size, args=args or {})
+    with open(os.path.join(out_dir, "stream.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    if skipped:
+        first = skipped[0]
+        print(f"warning: skipped {len(skipped)} bad sample(s), first {first['shard']} key {first['key']}: "
+              f"{first['reason']} (all listed in {out_dir}/stream.json)", file=sys.stderr)
+    return summary
+
+
+def _label_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in manifest.columns or name.endswith("_name"):
+        have = ", ".join(c for c in manifest.columns if c == "label" or c.endswith("_label"))
+        raise ConfigError(f"--label-column: unknown column {name!r} (label columns: {have})")
+    if not pd.api.types.is_integer_dtype(manifest[name]):
+        raise ConfigError(f"--label-column: column {name!r} is not an integer label")
+    return manifest[name].to_numpy(np.int64)
+
+
+def _order_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in manifest.columns:
+        raise ConfigError(f"--order-by: unknown column {name!r}")
+    if not pd.api.types.is_numeric_dtype(manifest[name]) or pd.api.types.is_bool_dtype(manifest[name]):
+        raise ConfigError(f"--order-by: column {name!r} is not numeric")
+    return manifest[name].to_numpy()
+
+
+def _class_names(info: dict, label_column: str) -> list[str] | None:
+    columns = info.get("label_columns") or {}
+    if label_column in columns:
+        return columns[label_column].get("class_names")
+    return info.get("class_names") if label_column == "label" else None
+
+
+def load_class_order(class_order, names: list[str] | None = None):
+    """natural / random / None pass through; a path becomes a list of class ids.
+
+    The file lists classes one per line (or separated by commas or spaces), as ids or names.
+    """
+    if class_order is None or not isinstance(class_order, (str, os.PathLike)) or class_order in (
+            "natural", "random"):
+        return class_order
+    try:
+        tokens = Path(class_order).read_text().replace(",", " ").split()
+    except OSError as err:
+        raise ConfigError(f"--class-order: cannot read {class_order} ({err.strerror})") from None
+    lookup = {name: i for i, name in enumerate(names or [])}
+    ids = []
+    for token in tokens:
+        if token.lstrip("-").isdigit():
+            ids.append(int(token))
+        elif token in lookup:
+            ids.append(lookup[token])
+        else:
+            raise ConfigError(f"--class-order: {class_order}: {token!r} is not a class id or name")
+    if not ids:
+        raise ConfigError(f"--class-order: {class_order} lists no classes")
+    return ids
+
+
+def _stream_json(index, skipped, names, *, plan, kind, seed, dataset_dir, label_column,
+                 classes_per_segment, shard_size, args) -> dict:
+    labels = index["label"].to_numpy()
+    classes, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")  # classes in order of first appearance
+    return {
+        "kind": kind, "seed": seed, "args": args, "dataset_dir": os.path.abspath(dataset_dir),
+        "label_column": label_column, "classes_per_segment": classes_per_segment,
+        "num_samples": int(index.num_rows), "planned_samples": int(len(plan)),
+        "num_classes": int(len(classes)),
+        "class_order": [int(c) for c in classes[order]],
+        "class_counts": [int(c) for c in counts[order]],
+        "class_names": names, "plan_sha256": plan_sha256(plan), "shard_size": shard_size,
+        "num_shards": -(-len(plan) // shard_size), "skipped": skipped,
+    }

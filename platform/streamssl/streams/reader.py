@@ -1,0 +1,260 @@
+"""Reading a materialized stream with Ray Data, in exact stream order (the package's Ray seam).
+
+A stream's samples lie in stream order in `stream-*.tar`, and `index.parquet` holds each sample's
+byte range, so a rank's blocks are contiguous byte ranges: each rank reads only its own bytes (a
+sequential scan at world size 1) and decodes them inside the read tasks, which run in parallel
+while `preserve_order` keeps their output in stream order. No global sort happens at read time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray.data
+import ray.exceptions
+from PIL import Image
+from ray.data import Datasource
+from ray.data.block import BlockMetadata
+from ray.data.datasource import ReadTask
+from ray.data.extensions import ArrowTensorArray
+
+from streamssl.errors import ConfigError, DataError
+from streamssl.streams.layout import stream_info
+from streamssl.streams.split import RankSplit, rank_split
+from streamssl.streams.tario import split_samples
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+CHUNK_BYTES = 4 << 20  # encoded bytes per read task: amortizes task overhead, keeps blocks modest
+MAX_READ_TASKS = 20_000  # huge streams get larger chunks instead of more tasks
+MAX_GAP_BYTES = 256 << 10  # other ranks' bytes between two wanted samples: read through, don't seek
+
+
+def stream_split(stream_dir: str, rank: int = 0, world_size: int = 1, block: int = 1) -> RankSplit:
+    """The rows `rank` reads, and the remainder no rank reads (see `streams.split`)."""
+    return rank_split(int(stream_info(stream_dir)["num_samples"]), rank, world_size, block)
+
+
+def rank_num_samples(stream_dir: str, rank: int = 0, world_size: int = 1, block: int = 1) -> int:
+    """Samples `read_stream` yields for this rank (equal on every rank)."""
+    return stream_split(stream_dir, rank, world_size, block).num_samples
+
+
+def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: int = 1,
+                size: int | tuple[int, int] | None = None, chunk_bytes: int = CHUNK_BYTES,
+                concurrency: int | None = None):
+    """A rank's share of a stream as an ordered Ray Dataset.
+
+    Args:
+        stream_dir: a `streamssl stream` output directory.
+        rank, world_size, block: rank r reads blocks t (rows t*block .. t*block+block-1) with
+            t mod world_size == r; a trailing remainder of fewer than world_size blocks is
+            logged as a warning (see `stream_split`).
+        size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
+        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count).
+        concurrency: at most this many read tasks at once (default: as many as CPUs allow).
+
+    Returns:
+        ray.data.Dataset with rows `key` (str, dataset key), `pos` (int64 stream position),
+        `label` (int64, the label the stream segments by) and `image` (uint8 (H, W, 3); gray
+        images replicated to 3 channels), in increasing `pos`.
+    """
+    split = stream_split(stream_dir, rank, world_size, block)
+    if split.remainder[1] > split.remainder[0]:
+        log.warning("stream %s: rows %d..%d (%d samples) fit no rank's equal share "
+                    "(world_size=%d, block=%d) and are not read", stream_dir, split.remainder[0],
+                    split.remainder[1] - 1, split.remainder[1] - split.remainder[0], world_size, block)
+    chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency)
+
+
+def _resize_hw(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    hw = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(hw) != 2 or min(int(v) for v in hw) < 1:
+        raise ConfigError(f"size={size!r}: need a positive int or (H, W)")
+    return int(hw[0]), int(hw[1])
+
+
+@dataclass(frozen=True)
+class ReadChunk:
+    """One read task: byte ranges to read (in order) and the stream positions to keep.
+
+    A range may cover other ranks' samples between wanted ones (small gaps are read through
+    rather than seeked over); `positions` says which samples are this rank's.
+    """
+
+    ranges: list[tuple[str, int, int]]  # (path, start, stop)
+    positions: np.ndarray  # (B,) int64, increasing
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(stop - start for _, start, stop in self.ranges)
+
+
+def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> list[ReadChunk]:
+    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each."""
+    if len(rows) == 0:
+        return []
+    index = pq.read_table(os.path.join(stream_dir, "index.parquet"),
+                          columns=["pos", "shard", "offset", "nbytes"], read_dictionary=["shard"])
+    shard = index["shard"].combine_chunks()
+    codes, pos = shard.indices.to_numpy()[rows], index["pos"].to_numpy()[rows]
+    offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
+    chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // MAX_READ_TASKS + 1)
+    chunk = (np.cumsum(nbytes) - nbytes) // chunk_bytes  # (R,) chunk of each row
+    new_chunk = np.r_[True, chunk[1:] != chunk[:-1]]
+    gap = offset[1:] - (offset[:-1] + nbytes[:-1])
+    new_range = new_chunk | np.r_[True, (codes[1:] != codes[:-1]) | (gap < 0) | (gap > MAX_GAP_BYTES)]
+    starts = np.flatnonzero(new_range)
+    stops = np.r_[starts[1:], len(rows)] - 1
+    names = [os.path.join(stream_dir, name) for name in shard.dictionary.to_pylist()]
+    ranges = [(names[codes[a]], int(offset[a]), int(offset[b] + nbytes[b])) for a, b in zip(starts, stops)]
+    range_chunk = np.cumsum(new_chunk)[starts] - 1
+    first_range = np.searchsorted(range_chunk, np.arange(range_chunk[-1] + 2))
+    return [ReadChunk(ranges[first_range[c]:first_range[c + 1]], positions)
+            for c, positions in enumerate(np.split(pos, np.flatnonzero(new_chunk)[1:]))]
+
+
+class _StreamDatasource(Datasource):
+    """One read task per chunk, decoding inside the read.
+
+    Exactly one block per read task: Ray's read output buffer concatenates (copies) the blocks of
+    a task until they reach `target_max_block_size`, and splitting large blocks is zero-copy.
+    """
+
+    def __init__(self, chunks: list[ReadChunk], size: tuple[int, int] | None):
+        super().__init__()
+        self._chunks, self._size = chunks, size
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
+        return [ReadTask(partial(_read_chunk, chunk, self._size),
+                         BlockMetadata(num_rows=len(chunk.positions), size_bytes=chunk.num_bytes,
+                                       input_files=sorted({r[0] for r in chunk.ranges}), exec_stats=None))
+                for chunk in self._chunks]
+
+    def get_name(self) -> str:
+        return "ReadStream"
+
+
+def _read_chunk(chunk: ReadChunk, size) -> Iterator[pa.Table]:
+    buffers = []
+    for path, start, stop in chunk.ranges:
+        with open(path, "rb") as f:
+            f.seek(start)
+            buffers.append((path, f.read(stop - start)))
+    batch = decode_samples(buffers, chunk.positions, size)
+    yield _to_block(batch)
+
+
+def _to_block(batch: dict[str, np.ndarray]) -> pa.Table:
+    # direct construction: BlockAccessor.batch_to_block costs ~5x more for large images
+    return pa.table({"key": pa.array(batch["key"], pa.string()), "pos": batch["pos"],
+                     "label": batch["label"], "image": ArrowTensorArray.from_numpy(batch["image"])})
+
+
+def decode_samples(buffers: list[tuple[str, bytes]], positions: np.ndarray,
+                   size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Decode the samples at `positions` from tar byte ranges of stream shards.
+
+    Args:
+        buffers: [(path, bytes)]: whole tar members, in stream order.
+        positions: (B,) increasing stream positions to keep (others in the ranges are skipped).
+        size: None, or (H, W) to resize to.
+
+    Returns:
+        {"key": (B,) object str, "pos": (B,) int64, "label": (B,) int64, "image": (B, H, W, 3)
+        uint8 when all sizes agree, else a (B,) object array of (H_i, W_i, 3) uint8}.
+
+    Raises:
+        DataError: a sample missing from the ranges or unreadable (names the shard).
+    """
+    wanted, found = set(positions.tolist()), []
+    for path, buf in buffers:
+        try:
+            found += [(path, name, members) for name, members in split_samples(buf) if int(name) in wanted]
+        except ValueError as err:
+            raise DataError(f"{path}: bad tar data ({err})") from None
+    if len(found) != len(positions):
+        raise DataError(f"{buffers[0][0]}: {len(positions) - len(found)} of the index's samples are missing")
+    keys, labels, images = [], np.empty(len(found), np.int64), []
+    for i, (path, name, members) in enumerate(found):
+        try:
+            keys.append(json.loads(members["json"])["key"])
+            labels[i] = int(members["cls"])
+            images.append(_open_image(members, size))
+        except (StopIteration, KeyError, ValueError, OSError) as err:
+            raise DataError(f"{path}: sample {name}: unreadable ({type(err).__name__}: {err})") from None
+    return {"key": np.array(keys, dtype=object), "pos": positions.astype(np.int64), "label": labels,
+            "image": _decode_all(images, [path for path, _, _ in found])}
+
+
+def _open_image(members: dict[str, bytes], size) -> Image.Image:
+    """The image opened lazily (header only); a resize decodes it now."""
+    image = Image.open(io.BytesIO(members[next(e for e in IMAGE_EXTS if e in members)]))
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+    return image
+
+
+def _decode_all(images: list[Image.Image], paths: list[str]) -> np.ndarray:
+    """(B, H, W, 3) uint8 decoded straight into one array when sizes agree, else ragged.
+
+    Filling one preallocated array saves a copy and a fresh allocation per image: at 256 px,
+    page faults on fresh memory are the largest cost after the decode itself.
+    """
+    Image.core.set_blocks_max(16)  # let PIL reuse image memory across decodes in this worker
+    if not images or any(im.size != images[0].size for im in images):
+        return _ragged([_rgb(im, path) for im, path in zip(images, paths)])
+    width, height = images[0].size
+    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for i, (im, path) in enumerate(zip(images, paths)):
+        out[i] = _rgb(im, path)
+    return out
+
+
+def _rgb(image: Image.Image, path: str) -> np.ndarray:
+    try:
+        return np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+    except (OSError, ValueError) as err:  # a truncated or corrupt image fails only at decode
+        raise DataError(f"{path}: image does not decode ({err})") from None
+
+
+def _ragged(images: list[np.ndarray]) -> np.ndarray:
+    ragged = np.empty(len(images), dtype=object)
+    ragged[:] = images
+    return ragged
+
+
+def ordered_map(fn: Callable[[int], pa.Table], num_items: int, num_cpus: float = 1.0) -> Iterator[pa.Table]:
+    """Run fn(0) .. fn(num_items - 1) as parallel Ray Data tasks; yield their tables in item order.
+
+    Used by `materialize`: one item per output shard. `fn` must catch its own errors and return
+    them as rows, so that one bad input never fails the job with a remote traceback.
+    """
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    ds = ray.data.range(num_items, override_num_blocks=num_items)
+    ds = ds.map_batches(partial(_apply_each, fn), batch_size=1, batch_format="numpy", num_cpus=num_cpus)
+    try:
+        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
+    except ray.exceptions.RayError as err:  # a worker died (OOM, killed): one line, not a traceback
+        raise DataError(f"a Ray task failed: {str(err).strip().splitlines()[-1]}") from None
+
+
+def _apply_each(fn, batch: dict) -> pa.Table:
+    return pa.concat_tables([fn(int(i)) for i in batch["id"]])

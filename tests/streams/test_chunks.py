@@ -1,0 +1,45 @@
+"""Read planning: rank rows -> byte ranges (pure, no Ray)."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streamssl.errors import ConfigError
+from streamssl.streams.reader import read_chunks
+from streamssl.streams.split import rank_split
+
+
+def write_index(tmp_path, n=100, per_shard=40, nbytes=1024):
+    pos = np.arange(n)
+    shard = [f"stream-{p // per_shard:06d}.tar" for p in pos]
+    offset = (pos % per_shard) * nbytes
+    pq.write_table(pa.table({"pos": pos, "shard": shard, "offset": offset, "nbytes": np.full(n, nbytes)}),
+                   tmp_path / "index.parquet")
+    return tmp_path
+
+
+def test_rank_split_blocks_equal_counts_and_remainder():
+    splits = [rank_split(23, r, 2, 5) for r in range(2)]
+    assert [s.rows().tolist() for s in splits] == [[0, 1, 2, 3, 4, 10, 11, 12, 13, 14],
+                                                   [5, 6, 7, 8, 9, 15, 16, 17, 18, 19]]
+    assert splits[0].remainder == (20, 23) and splits[1].num_samples == 10
+    with pytest.raises(ConfigError, match="rank"):
+        rank_split(10, 2, 2, 1)
+
+
+def test_world_size_one_is_a_sequential_scan_in_shard_ranges(tmp_path):
+    chunks = read_chunks(str(write_index(tmp_path)), rank_split(100).rows(), chunk_bytes=20 * 1024)
+    assert np.array_equal(np.concatenate([c.positions for c in chunks]), np.arange(100))
+    ranges = [r for c in chunks for r in c.ranges]
+    assert sum(stop - start for _, start, stop in ranges) == 100 * 1024  # every byte read once
+    assert len(chunks) == 5
+
+
+def test_ranks_read_only_near_their_own_bytes(tmp_path):
+    write_index(tmp_path, n=100, per_shard=100, nbytes=300 << 10)  # gaps too big to read through
+    for rank in range(2):
+        rows = rank_split(100, rank, 2, 10).rows()
+        chunks = read_chunks(str(tmp_path), rows, chunk_bytes=1 << 30)
+        assert np.array_equal(np.concatenate([c.positions for c in chunks]), rows)
+        assert sum(c.num_bytes for c in chunks) == len(rows) * (300 << 10)  # no other rank's bytes
