@@ -230,3 +230,18 @@ def test_end_to_end_statistics_match_the_pil_pipeline():
         assert _ks(stat(ours), stat(ref)) < 0.1  # about the 0.1% critical value at n = 800
     gray_rate = [((x[:, 0] - x[:, 1]).abs().amax((1, 2)) < 0.02).float().mean().item() for x in (ours, ref)]
     assert abs(gray_rate[0] - gray_rate[1]) < 0.06 and abs(gray_rate[0] - 0.2) < 0.05
+
+
+def test_gray_input_shortcut_matches_the_full_colour_path(monkeypatch):
+    from streamssl import augment
+
+    g = torch.Generator().manual_seed(3)
+    gray = torch.randint(0, 256, (8, 1, 20, 20), generator=g, dtype=torch.uint8).expand(-1, 3, -1, -1)
+    params = augment.CropParams(crops=6, size=16, p_jitter=1.0, p_gray=0.5)
+    draws = augment.sample_crops(8, 20, 20, params, g)
+    fast = augment.apply_crops(gray.contiguous(), draws, params)
+    colour_ops = augment._colour_ops
+    monkeypatch.setattr(augment, "_colour_ops", lambda *a: colour_ops(*a[:4], True))
+    full = augment.apply_crops(gray.contiguous(), draws, params)
+    assert torch.allclose(fast, full, atol=1e-5)
+    assert not torch.equal(fast[0], fast[1])  # crops really were jittered differently

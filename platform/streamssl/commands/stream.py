@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from streamssl.errors import ConfigError
-
-KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
+from streamssl.streams.plan import KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

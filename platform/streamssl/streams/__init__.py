@@ -11,7 +11,7 @@ _LAZY = {
     "stream_info": "streamssl.streams.layout",
     "stream_split": "streamssl.streams.reader",
     "rank_num_samples": "streamssl.streams.reader",
-    "materialize": "streamssl.streams.materialize",
+    "build_stream": "streamssl.streams.build",
     "summarize_stream": "streamssl.streams.summary",
     "plot_stream_classes": "streamssl.streams.plot",
 }
