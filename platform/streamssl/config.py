@@ -59,8 +59,8 @@ class LearnerConfig:
     weight_decay: float = 1e-4
     lars: bool = True
     lars_eta: float = 0.005
-    bf16: str = "auto"  # auto | on | off
-    channels_last: str = "auto"  # auto | on | off
+    bf16: bool | str = "auto"  # auto | true | false
+    channels_last: bool | str = "auto"  # auto | true | false
     threads: int | None = None  # torch threads; default: the CPUs given to the worker
     grad_cosine: bool = True  # log cosine similarity of consecutive update gradients
 

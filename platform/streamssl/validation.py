@@ -32,7 +32,7 @@ def validate(config: RunConfig) -> None:
              f"learner.lr_schedule: constant or cosine, got {learner.lr_schedule!r}")
     for key in ("bf16", "channels_last"):
         value = getattr(learner, key)
-        _require(value in ("auto", "on", "off"), f"learner.{key}: auto, on or off, got {value!r}")
+        _require(value in ("auto", True, False), f"learner.{key}: auto, true or false, got {value!r}")
     _require(buffer.policy in POLICIES, f"buffer.policy: unknown policy {buffer.policy!r} "
              f"(known: {', '.join(sorted(POLICIES))})")
     _require(buffer.size >= learner.stream_batch,

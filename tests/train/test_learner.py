@@ -18,7 +18,7 @@ def batch(i, b=16, size=16):
 
 
 def test_accv_schedule_trains_at_once_then_replays_b_from_the_buffer():
-    config, learner = make(["method.crops=2", "buffer.size=32"])
+    config, learner = make(["method.crops=2", "buffer.size=32", "learner.k=2"])
     sizes = [[r.batch_size for r in learner.observe(*batch(i))] for i in range(4)]
     assert sizes[0] == [16, 16]  # buffer holds 16 < 2B: incoming only
     assert all(s == [32, 32] for s in sizes[1:])  # B incoming + B replayed
@@ -27,7 +27,7 @@ def test_accv_schedule_trains_at_once_then_replays_b_from_the_buffer():
 
 
 def test_minred_schedule_waits_for_a_full_buffer():
-    config, learner = make(["method.name=minred", "buffer.size=32"])
+    config, learner = make(["method.name=minred", "buffer.size=32", "learner.k=2"])
     assert learner.observe(*batch(0)) == []
     results = learner.observe(*batch(1))
     assert [r.batch_size for r in results] == [16, 16] and len(learner.buffer) == 32
@@ -36,7 +36,7 @@ def test_minred_schedule_waits_for_a_full_buffer():
 
 
 def test_grad_cosine_is_logged_after_the_first_update():
-    _, learner = make(["method.crops=2"])
+    _, learner = make(["method.crops=2", "learner.k=2"])
     results = learner.observe(*batch(0))
     assert results[0].grad_cosine is None and -1 <= results[1].grad_cosine <= 1
 

@@ -221,3 +221,19 @@ def _first_line(err: Exception) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
+
+
+class NullLogger:
+    """Stands in for MetricsLogger on workers that do not write metrics (ranks other than 0)."""
+
+    def log(self, *args, **kwargs) -> None:
+        return None
+
+    def log_many(self, *args, **kwargs) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def close(self, **final_info) -> None:
+        return None

@@ -1,10 +1,14 @@
 """SSL methods, registered by name (== module name == `method.name` in pipelines)."""
 
 from streamssl.methods.base import Method, MethodParams, StepOutput
+from streamssl.methods.byol import BYOL
 from streamssl.methods.empssl import EMPSSL
 from streamssl.methods.imai import Imai
 from streamssl.methods.minred import MinRed
+from streamssl.methods.simclr import SimCLR
 
-METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed}
+METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed,
+                                    "simclr": SimCLR,
+                                    "byol": BYOL}
 
 __all__ = ["METHODS", "Method", "MethodParams", "StepOutput"]

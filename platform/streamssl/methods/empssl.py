@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from streamssl import distributed
 from streamssl.losses import cosine_to_mean_loss, tcr_loss
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
@@ -25,8 +26,9 @@ class EMPSSL(MultiCropMethod):
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         p = self.params
-        z = self.project(images, generator)
-        sim = cosine_to_mean_loss(z)
-        tcr = tcr_loss(z, eps=p.eps)
+        z = self.project(images, generator)  # [N, b, d]
+        g = distributed.gather_crops(z)  # TCR over every worker's batch; identity at W = 1
+        sim = g.weight * cosine_to_mean_loss(z)
+        tcr = tcr_loss(g.crops, eps=p.eps)
         loss = p.lambda_sim * sim + p.lambda_tcr * tcr
         return StepOutput(loss, self.features_from(z), {"sim": sim.item(), "tcr": tcr.item()})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from streamssl import distributed
 from streamssl.losses import mcc_loss, tcr_loss
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
@@ -35,8 +36,11 @@ class Imai(MultiCropMethod):
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         p = self.params
-        z = self.project(images, generator)
-        mcc = mcc_loss(z, tau=p.temperature, variant=p.mcc_variant)
-        tcr = tcr_loss(z, eps=p.eps)
+        z = self.project(images, generator)  # [N, b, d]
+        # With W workers, negatives (and TCR's Gram matrix) span every worker's batch, so W
+        # workers of batch b compute what one worker of batch W*b would; identity at W = 1.
+        g = distributed.gather_crops(z)
+        mcc = g.weight * mcc_loss(z, tau=p.temperature, variant=p.mcc_variant, **g.mcc_kwargs(p.mcc_variant))
+        tcr = tcr_loss(g.crops, eps=p.eps)
         loss = p.lambda_mcc * mcc + p.lambda_tcr * tcr
         return StepOutput(loss, self.features_from(z), {"mcc": mcc.item(), "tcr": tcr.item()})

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -42,19 +43,31 @@ def total_updates(config: RunConfig, total_samples: int) -> int:
     return max(batches, 0) * config.learner.k
 
 
-def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eval_data: EvalData,
-             logger, device: torch.device, *, rank: int = 0, progress: bool = True) -> dict:
-    """Train on the stream once, evaluating at the configured fractions; returns a summary."""
-    learner = Learner(config, device, total_updates(config, total_samples), rank=rank)
-    points = eval_positions(config.eval.points, total_samples)
-    state = LoopState()
-    bar = tqdm(total=total_samples, unit="img", disable=not progress, desc=f"{config.method_name}")
-    _evaluate_due(learner, state, points, eval_data, logger, config, device, total_samples)
+def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eval_data: EvalData | None,
+             logger, device: torch.device, *, rank: int = 0, world_size: int = 1, progress: bool = True,
+             hooks: Sequence[Callable] = (), learner: Learner | None = None, state: LoopState | None = None) -> dict:
+    """Train on the stream once, evaluating at the configured fractions; returns a summary.
+
+    With several workers every rank runs this on its own slice of the stream (equal batch counts),
+    `total_samples` and sample counts are global, and only the rank given `eval_data` evaluates.
+    `hooks` run after every stream batch as hook(learner, state) (checkpoints, global dedup);
+    `learner` and `state` resume a run from a checkpoint.
+    """
+    learner = learner or Learner(config, device, total_updates(config, total_samples // world_size), rank=rank)
+    state = state or LoopState()
+    points = [p for p in eval_positions(config.eval.points, total_samples) if p > state.samples_seen or
+              (p == 0 and not state.evals)]
+    bar = tqdm(total=total_samples, initial=state.samples_seen, unit="img", disable=not progress,
+               desc=config.method_name)
+    evaluate = partial(_evaluate_due, learner, state, points, eval_data, logger, config, device, total_samples)
+    evaluate()
     start = time.perf_counter()
     for batch in batches:
-        _consume(learner, batch, state, logger, total_samples, config, device)
-        _evaluate_due(learner, state, points, eval_data, logger, config, device, total_samples)
-        bar.update(len(batch["label"]))
+        _consume(learner, batch, state, logger, total_samples, config, device, world_size)
+        evaluate()
+        for hook in hooks:
+            hook(learner, state)
+        bar.update(len(batch["label"]) * world_size)
         bar.set_postfix(pos=state.samples_seen, loss=f"{learner.last_loss:.3f}" if learner.update else "-",
                         buf=f"{len(learner.buffer)}/{learner.buffer.capacity}", knn=f"{state.last_knn:.3f}")
     bar.close()
@@ -62,7 +75,8 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
             "train_seconds": time.perf_counter() - start, "learner": learner}
 
 
-def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device) -> None:
+def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device,
+             world_size: int = 1) -> None:
     images = to_model_input(batch["image"], config.model.image_size).to(device)
     labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64))  # a copy: Ray views are read-only
     keys = [str(k) for k in batch["key"]]
@@ -72,7 +86,7 @@ def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int
         failed = TrainingError(f"{err}, stream position {state.samples_seen}")
         failed.state = learner.state_dict()  # the runner saves it for post-mortems
         raise failed from err
-    state.samples_seen += len(labels)
+    state.samples_seen += len(labels) * world_size  # the ranks consume W stream batches per step
     for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
         state.class_seen_counts[int(c)] = state.class_seen_counts.get(int(c), 0) + int(n)
     for result in results:
@@ -95,6 +109,8 @@ def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, 
                   total: int) -> None:
     while points and state.samples_seen >= points[0]:
         points.pop(0)
+        if data is None:  # not the evaluating rank
+            continue
         result, protocol = knn_eval(learner.method, data, config, device)
         at = {"samples_seen": state.samples_seen, "progress": state.samples_seen / max(total, 1),
               "update": learner.update}

@@ -87,39 +87,78 @@ def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: st
             "config": "config.yaml", **extra}
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True) -> dict:
+def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
+    """Several workers or a GPU go through Ray Train; one CPU worker runs in this process."""
+    if trainer != "auto":
+        return trainer == "ray"
+    return config.scaling.num_workers > 1 or config.scaling.use_gpu
+
+
+def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, trainer: str = "auto") -> dict:
     """Run one pipeline end to end into run_dir; returns run.json's content."""
-    from streamssl.evaluation import MetricsLogger
     from streamssl.ray_setup import init_ray
-    from streamssl.streams import read_stream, stream_info
-    from streamssl.train.evaluate import load_eval_data
-    from streamssl.train.loop import run_loop
+    from streamssl.streams import stream_info
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump(config, run_dir / "config.yaml")
-    torch.set_num_threads(config.learner.threads or torch.get_num_threads())
     dataset_dir = ensure_dataset(config)
     init_ray()
     stream_dir = ensure_stream(config, dataset_dir)
     total = int(stream_info(stream_dir)["num_samples"])
-    eval_data = load_eval_data(config, dataset_dir)
     class_names = _class_names(dataset_dir, config.stream.label_column)
-    info = run_info(config, dataset_dir, class_names, "running", stream_dir=str(stream_dir))
-    logger = MetricsLogger(run_dir, info)
-    device = pick_device(config)
-    batches = read_stream(stream_dir, size=config.model.read_size).iter_batches(batch_size=config.learner.stream_batch, batch_format="numpy")
+    info = run_info(config, dataset_dir, class_names, "running", stream_dir=str(stream_dir),
+                    num_workers=config.scaling.num_workers)
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     start = time.perf_counter()
+    if uses_ray_train(config, trainer):
+        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress)
+    else:
+        summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, info)
+    info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
+    _finish(run_dir, info)
+    return info
+
+
+def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress) -> dict:
+    from streamssl.config import flatten
+    from streamssl.train.trainer import fit
+
     try:
-        summary = run_loop(config, batches, total, eval_data, logger, device, progress=progress)
+        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress)
+    except Exception as err:  # Ray wraps worker errors; the cause's first line is what users need
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        lines = [line for line in str(cause).splitlines() if line.strip()]
+        message = lines[-1] if lines else type(cause).__name__
+        _write_failed(run_dir, message)
+        raise StreamSSLError(f"Ray Train run failed: {message}") from err
+
+
+def _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, info) -> dict:
+    from streamssl.evaluation import MetricsLogger
+    from streamssl.streams import read_stream
+    from streamssl.train.evaluate import load_eval_data
+    from streamssl.train.loop import run_loop
+
+    torch.set_num_threads(config.learner.threads or torch.get_num_threads())
+    eval_data = load_eval_data(config, dataset_dir)
+    logger = MetricsLogger(run_dir, None)
+    stream = read_stream(stream_dir, size=config.model.read_size)
+    batches = stream.iter_batches(batch_size=config.learner.stream_batch, batch_format="numpy")
+    try:
+        summary = run_loop(config, batches, total, eval_data, logger, pick_device(config), progress=progress)
     except TrainingError as err:
-        _save_failed(run_dir, err, info, logger)
+        logger.close()
+        if getattr(err, "state", None) is not None:
+            torch.save(err.state, run_dir / "failed_state.pt")
+        _write_failed(run_dir, str(err), failed_state="failed_state.pt")
         raise
     learner = summary.pop("learner")
-    info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
-    _finish(run_dir, info, logger)
+    logger.close()
     torch.save({"method": learner.method.state_dict()}, run_dir / "model.pt")
-    return info
+    return summary
 
 
 def _class_names(dataset_dir: Path, column: str) -> list:
@@ -129,19 +168,15 @@ def _class_names(dataset_dir: Path, column: str) -> list:
     return info.get("label_columns", {}).get(column, {}).get("class_names", info["class_names"])
 
 
-def _finish(run_dir: Path, info: dict, logger) -> None:
+def _finish(run_dir: Path, info: dict) -> None:
     from streamssl.report import write_report
 
-    logger.close()
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     write_report([run_dir], run_dir)
 
 
-def _save_failed(run_dir: Path, err: TrainingError, info: dict, logger) -> None:
-    info.update(status="failed", error=str(err))
-    if getattr(err, "state", None) is not None:
-        torch.save(err.state, run_dir / "failed_state.pt")
-        info["failed_state"] = "failed_state.pt"
-    logger.close()
+def _write_failed(run_dir: Path, error: str, **extra) -> None:
+    info = json.loads((run_dir / "run.json").read_text())
+    info.update(status="failed", error=error, **extra)
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
-    log.error("run stopped: %s; state saved in %s", err, run_dir)
+    log.error("run stopped: %s; details in %s", error, run_dir)

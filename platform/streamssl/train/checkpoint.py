@@ -1,0 +1,346 @@
+"""Exact-resume checkpoints of one worker's learner, as rank-suffixed files in a shared directory.
+
+Layout of a checkpoint directory (every rank writes its own files, so W workers can save into one
+directory, or into per-worker directories that Ray Train merges):
+
+    rank{r}.pt          torch.save of tensors and plain containers only: model, optimizer (LARS is an
+                        SGD, so its momentum buffers), LR-schedule position, buffer (images, features,
+                        lifespans, seen flags, keys), selection-policy caches, generator and global RNG
+                        states, update counter, last loss, previous gradient, the loop's state
+    rank{r}.metrics.pt  the metric rows logged so far (only when given)
+    rank{r}.done        JSON manifest written last and atomically: format, rank, world size, stream
+                        batches consumed, updates, and the byte size and SHA-256 of each file above
+
+A rank whose manifest is missing, or whose files do not match it, did not finish saving: the
+checkpoint is partial and `latest_complete` skips it. Loading uses `torch.load(weights_only=True)`,
+so a file holding anything other than tensors and plain containers is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamssl.errors import StreamSSLError
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def state_file(rank: int) -> str:
+    return f"rank{rank}.pt"
+
+
+def metrics_file(rank: int) -> str:
+    return f"rank{rank}.metrics.pt"
+
+
+def marker_file(rank: int) -> str:
+    return f"rank{rank}.done"
+
+
+def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state: dict,
+                    metrics_rows: list | None = None, *, world_size: int | None = None) -> Path:
+    """Write this rank's part of a checkpoint; the manifest goes last, so a crash leaves it partial.
+
+    Args:
+        directory: checkpoint directory (created if needed); other ranks may write into it too.
+        rank: this worker's rank.
+        learner: the `streamssl.train.learner.Learner` to save.
+        loop_state: the loop's own state (stream position, counts, evaluations) as plain Python
+            values and tensors; numpy scalars and arrays are converted.
+        metrics_rows: metric rows logged so far (plain values), restored by `load_metrics`.
+        world_size: number of ranks saving this checkpoint; default: torch.distributed's world
+            size when a process group is up, else 1.
+
+    Returns:
+        Path of this rank's manifest (`rank{r}.done`).
+
+    Raises:
+        StreamSSLError: loop_state or metrics_rows hold a value that is not plain data.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    world_size = _world_size(world_size)
+    marker = directory / marker_file(rank)
+    marker.unlink(missing_ok=True)  # overwriting an older save: it is partial until the new manifest
+    state = learner_state(learner)
+    state.update(format=FORMAT, rank=rank, world_size=world_size, loop_state=_plain(loop_state, "loop_state"))
+    files = {state_file(rank): state}
+    if metrics_rows is not None:
+        files[metrics_file(rank)] = {"format": FORMAT, "rows": _plain(metrics_rows, "metrics_rows")}
+    manifest = {"format": FORMAT, "rank": rank, "world_size": world_size, "batches": learner.buffer.steps,
+                "update": learner.update, "files": {}}
+    for name, payload in files.items():
+        manifest["files"][name] = _write_atomic(directory / name, lambda f, p=payload: torch.save(p, f))
+    _write_atomic(marker, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    return marker
+
+
+def learner_state(learner) -> dict:
+    """Everything a fresh `Learner` built from the same config needs to continue bit-identically."""
+    prev = learner._prev_grad
+    return {
+        "fingerprint": _fingerprint(learner),
+        "method": learner.method.state_dict(),
+        "optimizer": learner.optimizer.state_dict(),
+        "buffer": learner.buffer.state_dict(),
+        "policy": learner.policy.state_dict(),
+        "aug_gen": learner.aug_gen.get_state(),
+        "buffer_gen": learner.buffer_gen.get_state(),
+        "global_rng": _global_rng_state(),
+        "update": learner.update,
+        "total_updates": learner.total_updates,  # with `update`: the LR schedule's position
+        "last_loss": float(learner.last_loss),
+        "prev_grad": None if prev is None else prev.detach().cpu().clone(),
+    }
+
+
+def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_size: int | None = None) -> dict:
+    """Restore this rank's learner from a checkpoint written by `save_checkpoint`.
+
+    Args:
+        directory: checkpoint directory.
+        rank: this worker's rank.
+        learner: a freshly built `Learner` with the same config as the saved one; modified in place.
+        world_size: this run's number of ranks (default as in `save_checkpoint`); it must equal
+            the saved one, since each rank's buffer and stream slice depend on it.
+
+    Returns:
+        The loop_state dict that was saved.
+
+    Raises:
+        StreamSSLError: the checkpoint is missing, partial or corrupt, holds non-tensor objects,
+            was written by a different number of workers, or by an incompatible config.
+    """
+    directory = Path(directory)
+    manifest = _check_world_size(directory, rank, _world_size(world_size))
+    state = _load_file(directory, state_file(rank), manifest)
+    _check_fingerprint(directory, state.get("fingerprint", {}), _fingerprint(learner))
+    restore_learner(learner, state)
+    return state["loop_state"]
+
+
+def load_metrics(directory: str | os.PathLike, rank: int) -> list | None:
+    """The metric rows saved with this rank's checkpoint, or None when none were saved."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory, rank)
+    if manifest is None:
+        raise StreamSSLError(f"no complete checkpoint for rank {rank} in {directory} ({marker_file(rank)} missing)")
+    if metrics_file(rank) not in manifest["files"]:
+        return None
+    return _load_file(directory, metrics_file(rank), manifest)["rows"]
+
+
+def restore_learner(learner, state: dict) -> None:
+    """Put a `learner_state` dict back into a learner built from the same config."""
+    device = learner.device
+    learner.method.load_state_dict(state["method"])
+    learner.optimizer.load_state_dict(state["optimizer"])  # moves momentum buffers to the params' device
+    learner.buffer.load_state_dict(state["buffer"])
+    learner.policy.load_state_dict(state["policy"])
+    learner.aug_gen.set_state(state["aug_gen"])
+    learner.buffer_gen.set_state(state["buffer_gen"])
+    _set_global_rng_state(state["global_rng"])
+    learner.update, learner.last_loss = state["update"], state["last_loss"]
+    prev = state["prev_grad"]
+    learner._prev_grad = None if prev is None else prev.to(device)
+
+
+def is_complete(directory: str | os.PathLike, world_size: int, *, verify: bool = False) -> bool:
+    """Whether every rank in [0, world_size) finished saving into `directory`.
+
+    Args:
+        directory: checkpoint directory.
+        world_size: the run's number of ranks.
+        verify: also compare SHA-256 checksums (reads every file); sizes are always compared.
+
+    Raises:
+        StreamSSLError: a manifest there was written by a run with a different number of workers.
+    """
+    return _incomplete_reason(Path(directory), world_size, verify) is None
+
+
+def latest_complete(checkpoint_dirs: list[Path], world_size: int, *, verify: bool = False) -> Path | None:
+    """The complete checkpoint furthest along the stream; partial ones are skipped with a warning.
+
+    Args:
+        checkpoint_dirs: candidate checkpoint directories (missing ones count as partial).
+        world_size: the run's number of ranks.
+        verify: as in `is_complete`.
+
+    Returns:
+        The directory whose rank-0 manifest records the most stream batches (ties: the greatest
+        path), or None when none is complete.
+
+    Raises:
+        StreamSSLError: a checkpoint was written by a run with a different number of workers.
+    """
+    complete = []
+    for directory in map(Path, checkpoint_dirs):
+        reason = _incomplete_reason(directory, world_size, verify)
+        if reason is not None:
+            log.warning("skipping partial checkpoint %s: %s", directory, reason)
+            continue
+        complete.append((_read_manifest(directory, 0)["batches"], str(directory), directory))
+    return max(complete)[2] if complete else None
+
+
+def _incomplete_reason(directory: Path, world_size: int, verify: bool) -> str | None:
+    if not directory.is_dir():
+        return "not a directory"
+    for marker in sorted(directory.glob("rank*.done")):  # a mismatch is an error, not a partial save
+        _check_world_size(directory, int(marker.name[4:-5]), world_size)
+    for rank in range(world_size):
+        manifest = _read_manifest(directory, rank)
+        if manifest is None:
+            return f"rank {rank} has no {marker_file(rank)}"
+        for name, meta in manifest["files"].items():
+            problem = _file_problem(directory / name, meta, verify)
+            if problem:
+                return problem
+    return None
+
+
+def _check_world_size(directory: Path, rank: int, world_size: int) -> dict:
+    manifest = _read_manifest(directory, rank)
+    if manifest is None:
+        raise StreamSSLError(f"no complete checkpoint for rank {rank} in {directory} ({marker_file(rank)} missing)")
+    if manifest["world_size"] != world_size:
+        raise StreamSSLError(f"checkpoint {directory} was written by {manifest['world_size']} workers, this run "
+                             f"has {world_size}: resume with scaling.num_workers={manifest['world_size']}")
+    return manifest
+
+
+def _read_manifest(directory: Path, rank: int) -> dict | None:
+    """The rank's manifest; None when missing (os.replace makes it whole or absent)."""
+    path = directory / marker_file(rank)
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise StreamSSLError(f"checkpoint manifest {path} is unreadable: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StreamSSLError(f"checkpoint manifest {path} is not a format-{FORMAT} streamssl manifest")
+    return manifest
+
+
+def _file_problem(path: Path, meta: dict, verify: bool) -> str | None:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    if size != meta["bytes"]:
+        return f"{path.name} has {size} bytes, its manifest says {meta['bytes']}"
+    if verify and _sha256(path) != meta["sha256"]:
+        return f"{path.name} does not match its manifest's SHA-256"
+    return None
+
+
+def _load_file(directory: Path, name: str, manifest: dict):
+    path = directory / name
+    problem = _file_problem(path, manifest["files"][name], verify=True)
+    if problem:
+        raise StreamSSLError(f"checkpoint {directory} is corrupt: {problem}")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:  # weights_only refuses classes it does not know
+        raise StreamSSLError(f"checkpoint file {path} holds objects other than tensors and plain containers; "
+                             f"refusing to unpickle them ({_first_line(err)})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
+        raise StreamSSLError(f"checkpoint file {path} is unreadable: {_first_line(err)}") from err
+
+
+def _write_atomic(path: Path, write) -> dict:
+    """Write through a temporary file, fsync, rename; returns the file's size and SHA-256."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    digest = _sha256(tmp)  # read back: the page cache makes this cheap next to serializing
+    os.replace(tmp, path)
+    return {"bytes": path.stat().st_size, "sha256": digest}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fingerprint(learner) -> dict:
+    """Settings that must match for the saved state to fit and continue the same run."""
+    c = learner.config
+    return {"method.name": c.method_name, "model.backbone": c.model.backbone, "model.image_size": c.model.image_size,
+            "buffer.size": c.buffer.size, "buffer.policy": c.buffer.policy, "learner.schedule": c.learner.schedule,
+            "learner.stream_batch": c.learner.stream_batch, "learner.k": c.learner.k,
+            "feature_dim": learner.buffer.feature_dim, "total_updates": learner.total_updates}
+
+
+def _check_fingerprint(directory: Path, saved: dict, mine: dict) -> None:
+    for key, value in mine.items():
+        if key in saved and saved[key] != value:
+            what = "stream length (total updates)" if key == "total_updates" else key
+            raise StreamSSLError(f"checkpoint {directory} was written with {what}={saved[key]}, this run has "
+                                 f"{value}: resume with the run's original config")
+
+
+def _global_rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and python global RNG states as tensors and plain values."""
+    algo, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda,
+            "numpy": {"algo": algo, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+
+
+def _set_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["algo"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def _plain(value, where: str):
+    """A copy of value made of tensors and plain containers (numpy converted), or a clear error."""
+    if type(value) in _PLAIN or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if type(value) is dict:
+        return {_plain(k, f"{where} key"): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise StreamSSLError(f"cannot checkpoint {where}: a {type(value).__name__} is not a tensor, number, string, "
+                         f"list, tuple or dict (checkpoints must load with torch.load(weights_only=True))")
+
+
+def _world_size(world_size: int | None) -> int:
+    if world_size is not None:
+        return world_size
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
