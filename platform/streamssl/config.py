@@ -91,6 +91,20 @@ class ScalingConfig:
 
 
 @dataclass(frozen=True)
+class DedupConfig:
+    every: int = 0  # stream batches between global dedup rounds across workers; 0: off
+    threshold: float = 0.95  # remove while the most similar seen pair's cosine is at least this
+    max_fraction: float = 0.1  # at most this share of all buffered entries per round
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = 0  # stream batches between checkpoints (Ray Train runs); 0: off
+    keep: int = 2  # complete checkpoints kept
+    max_failures: int = 0  # worker failures Ray Train recovers from by restarting at the last checkpoint
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -102,6 +116,8 @@ class RunConfig:
     buffer: BufferConfig = field(default_factory=BufferConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)  # noqa: A003 - mirrors the YAML section
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

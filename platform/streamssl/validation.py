@@ -43,4 +43,10 @@ def validate(config: RunConfig) -> None:
     _require(ev.points is None or all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in ev.points),
              f"eval.points: fractions in [0, 1], got {ev.points!r}")
     _require(config.scaling.num_workers >= 1, f"scaling.num_workers: must be >= 1, got {config.scaling.num_workers}")
+    dd, ck = config.dedup, config.checkpoint
+    _require(dd.every >= 0, f"dedup.every: must be >= 0, got {dd.every}")
+    _require(-1.0 <= dd.threshold <= 1.0, f"dedup.threshold: a cosine in [-1, 1], got {dd.threshold}")
+    _require(0.0 <= dd.max_fraction < 1.0, f"dedup.max_fraction: must be in [0, 1), got {dd.max_fraction}")
+    _require(ck.every >= 0 and ck.keep >= 1 and ck.max_failures >= -1,
+             f"checkpoint: every >= 0, keep >= 1, max_failures >= -1; got {ck}")
     config.method_params().validate()

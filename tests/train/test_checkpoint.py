@@ -29,6 +29,15 @@ CONFIGS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # micro models: a second thread only adds contention on the shared 2-core machine (10x here)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make(overrides):
     config = cfg.load("pipelines/smoke.yaml", overrides)
     return Learner(config, torch.device("cpu"), total_updates=N_BATCHES * 2)

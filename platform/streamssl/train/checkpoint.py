@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamssl import distributed
 from streamssl.errors import StreamSSLError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state
             values and tensors; numpy scalars and arrays are converted.
         metrics_rows: metric rows logged so far (plain values), restored by `load_metrics`.
         world_size: number of ranks saving this checkpoint; default: torch.distributed's world
-            size when a process group is up, else 1.
+            size (1 without a process group).
 
     Returns:
         Path of this rank's manifest (`rank{r}.done`).
@@ -276,8 +277,11 @@ def _write_atomic(path: Path, write) -> dict:
 
 
 def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fingerprint(learner) -> dict:
@@ -335,10 +339,7 @@ def _plain(value, where: str):
 
 
 def _world_size(world_size: int | None) -> int:
-    if world_size is not None:
-        return world_size
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return distributed.world_size() if world_size is None else world_size
 
 
 def _first_line(err: Exception) -> str:

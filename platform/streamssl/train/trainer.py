@@ -27,6 +27,25 @@ def worker_cpus(config: RunConfig) -> float:
     return max(0.25, min(4.0, total / (config.scaling.num_workers + 1)))
 
 
+def dedup_hook(config: RunConfig, logger):
+    """Every `dedup.every` stream batches, all workers deduplicate their buffers together."""
+    from streamssl.train.dedup_round import global_dedup_round
+
+    steps = {"n": 0}
+
+    def hook(learner, state) -> None:
+        steps["n"] += 1  # identical on every rank: equal batch counts per rank
+        if not config.dedup.every or steps["n"] % config.dedup.every:
+            return
+        stats = global_dedup_round(learner.buffer, config.dedup.threshold, config.dedup.max_fraction)
+        at = {"samples_seen": state.samples_seen, "progress": 0.0, "update": learner.update}
+        logger.log_many("dedup/removed", stats["removed_per_rank"], **at)
+        logger.log("dedup/bytes", float(stats["bytes_exchanged"]), **at)
+        logger.log("dedup/seconds", stats["seconds"], **at)
+
+    return hook
+
+
 def train_loop_per_worker(payload: dict) -> dict:
     """Runs inside each Ray Train worker; `payload` holds plain data only (no config objects)."""
     import ray.train
@@ -48,8 +67,9 @@ def train_loop_per_worker(payload: dict) -> dict:
     dataset_dir = Path(payload["dataset_dir"])
     eval_data = load_eval_data(config, dataset_dir) if rank == 0 else None
     logger = MetricsLogger(payload["run_dir"], None) if rank == 0 else NullLogger()
+    hooks = [dedup_hook(config, logger)]
     summary = run_loop(config, batches, payload["total"], eval_data, logger, device, rank=rank, world_size=world,
-                       progress=rank == 0 and payload.get("progress", True))
+                       progress=rank == 0 and payload.get("progress", True), hooks=hooks)
     learner = summary.pop("learner")
     logger.close()
     if rank == 0:
