@@ -81,6 +81,11 @@ class EvalConfig:
     memory_samples: int = 1000
     test_samples: int = 5000
     batch_size: int = 512
+    # BatchNorm statistics for evaluation: "running" (the model's own, as SCALE's protocol) or
+    # "recalibrate" (recomputed on the unlabelled kNN-memory images before each evaluation, so
+    # the untrained network's init statistics and the online learner's augmented-crop statistics
+    # do not decide the comparison)
+    bn: str = "running"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
-"""`streamssl run PIPELINE.yaml [key=value ...] --out RUN_DIR`: one pipeline end to end."""
+"""`streamssl run PIPELINE.yaml [key=value ...] --out RUN_DIR`, or `--resume RUN_DIR`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from streamssl.errors import StreamSSLError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("run", help="prepare -> stream -> learn -> evaluate -> report")
-    parser.add_argument("pipeline", help="pipeline YAML (see pipelines/)")
+    parser.add_argument("pipeline", nargs="?", help="pipeline YAML (see pipelines/); omit with --resume")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--out", help="run directory to write")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=main)
 
@@ -19,8 +22,21 @@ def main(args: argparse.Namespace) -> int:
     from streamssl import config as cfg
     from streamssl.train.runner import run_pipeline
 
-    config = cfg.load(args.pipeline, args.overrides)
-    info = run_pipeline(config, Path(args.out), progress=not args.no_progress)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.pipeline and "=" in args.pipeline:  # `run --resume DIR key=value`: argparse took it as the pipeline
+            args.overrides.insert(0, args.pipeline)
+        elif args.pipeline:
+            raise StreamSSLError("--resume takes the pipeline from RUN_DIR/config.yaml; drop PIPELINE")
+        if not (run_dir / "config.yaml").is_file():
+            raise StreamSSLError(f"--resume {run_dir}: no config.yaml (not a run directory?)")
+        config = cfg.load(run_dir / "config.yaml", args.overrides)
+    else:
+        if not args.pipeline or not args.out:
+            raise StreamSSLError("run needs PIPELINE.yaml and --out RUN_DIR (or --resume RUN_DIR)")
+        run_dir = Path(args.out)
+        config = cfg.load(args.pipeline, args.overrides)
+    info = run_pipeline(config, run_dir, progress=not args.no_progress, resume=bool(args.resume))
     print(f"{info['method']} on {info['stream']}: final kNN {info['final_knn']:.4f} after "
-          f"{info['updates']} updates, {info['wall_seconds']:.1f} s; report: {Path(args.out) / 'report.md'}")
+          f"{info['updates']} updates, {info['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}")
     return 0

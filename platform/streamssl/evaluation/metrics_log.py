@@ -94,6 +94,14 @@ class MetricsLogger:
         pending["protocol"].extend([protocol] * n)
         self._maybe_flush()
 
+    def resume(self, rows: pd.DataFrame | None) -> None:
+        """Start from the rows of an interrupted run (up to its checkpoint) and rewrite the files."""
+        if rows is None or rows.empty:
+            return
+        self._written = [rows[list(COLUMNS)].reset_index(drop=True)]
+        _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
+        self._written[0].to_csv(self.run_dir / CSV_FILE, index=False)
+
     def update_info(self, **fields) -> None:
         """Change run.json fields (status, wall_seconds, ...); written at the next flush/close."""
         if self.run_info is None:
@@ -108,7 +116,7 @@ class MetricsLogger:
         """Write pending rows: rewrite metrics.parquet, append to metrics.csv and the event files."""
         new = _to_frame(self._pending)
         self._pending = {name: [] for name in COLUMNS}
-        first_csv = not self._written
+        first_csv = not self._written  # after resume() the CSV already holds the earlier rows
         self._written = [pd.concat([*self._written, new], ignore_index=True)]  # one frame, not a growing list
         _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
         new.to_csv(self.run_dir / CSV_FILE, mode="w" if first_csv else "a", header=first_csv, index=False)

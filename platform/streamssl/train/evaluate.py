@@ -51,9 +51,32 @@ def features(model: torch.nn.Module, images: torch.Tensor, data: EvalData, devic
     return torch.cat(out)
 
 
+@torch.no_grad()
+def recalibrated_bn(model: torch.nn.Module, data: EvalData, device, batch_size: int) -> dict:
+    """Recompute every BatchNorm's statistics on the kNN memory images; returns the old buffers."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = {id(m): (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+             for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over all the memory batches
+    model.train()
+    for start in range(0, len(data.memory), batch_size):
+        model.embed(eval_transform(data.memory[start:start + batch_size].to(device), data.mean, data.std))
+    return {"norms": norms, "saved": saved}
+
+
+def _restore_bn(state: dict) -> None:
+    for m in state["norms"]:
+        mean, var, tracked, momentum = state["saved"][id(m)]
+        m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(tracked)
+        m.momentum = momentum
+
+
 def knn_eval(model: torch.nn.Module, data: EvalData, config: RunConfig, device) -> tuple[dict, str]:
     """Top-1 and per-class kNN accuracy of backbone features; the model is left as it was found."""
     was_training = model.training
+    bn_state = recalibrated_bn(model, data, device, config.eval.batch_size) if config.eval.bn == "recalibrate" else None
     model.eval()
     try:
         ev = config.eval
@@ -63,8 +86,12 @@ def knn_eval(model: torch.nn.Module, data: EvalData, config: RunConfig, device) 
                               protocol=ev.knn_protocol, temperature=ev.knn_temperature,
                               num_classes=data.num_classes)
     finally:
+        if bn_state is not None:
+            _restore_bn(bn_state)
         model.train(was_training)
     name = protocol_name(ev.knn_protocol, ev.knn_k, len(data.memory), len(data.test), ev.knn_temperature)
+    if bn_state is not None:
+        name += " bn=recalibrated"
     return result, name
 
 

@@ -94,8 +94,9 @@ def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
     return config.scaling.num_workers > 1 or config.scaling.use_gpu
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, trainer: str = "auto") -> dict:
-    """Run one pipeline end to end into run_dir; returns run.json's content."""
+def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, trainer: str = "auto",
+                 resume: bool = False) -> dict:
+    """Run one pipeline end to end into run_dir (resume: from its newest complete checkpoint)."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
 
@@ -111,21 +112,22 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
                     num_workers=config.scaling.num_workers)
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     start = time.perf_counter()
+    resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers) if resume else None
     if uses_ray_train(config, trainer):
-        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress)
+        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     else:
-        summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, info)
+        summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
     _finish(run_dir, info)
     return info
 
 
-def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress) -> dict:
+def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir) -> dict:
     from streamssl.config import flatten
     from streamssl.train.trainer import fit
 
     try:
-        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress)
+        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     except Exception as err:  # Ray wraps worker errors; the cause's first line is what users need
         cause = err
         while cause.__cause__ is not None:
@@ -136,29 +138,29 @@ def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress) ->
         raise StreamSSLError(f"Ray Train run failed: {message}") from err
 
 
-def _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, info) -> dict:
-    from streamssl.evaluation import MetricsLogger
-    from streamssl.streams import read_stream
-    from streamssl.train.evaluate import load_eval_data
-    from streamssl.train.loop import run_loop
+def _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir) -> dict:
+    from streamssl.train.worker import WorkerContext, local_sink, run_worker
 
     torch.set_num_threads(config.learner.threads or torch.get_num_threads())
-    eval_data = load_eval_data(config, dataset_dir)
-    logger = MetricsLogger(run_dir, None)
-    stream = read_stream(stream_dir, size=config.model.read_size)
-    batches = stream.iter_batches(batch_size=config.learner.stream_batch, batch_format="numpy")
+    ctx = WorkerContext(0, 1, pick_device(config), run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     try:
-        summary = run_loop(config, batches, total, eval_data, logger, pick_device(config), progress=progress)
+        return run_worker(config, ctx, local_sink(run_dir, config.checkpoint.keep))
     except TrainingError as err:
-        logger.close()
         if getattr(err, "state", None) is not None:
             torch.save(err.state, run_dir / "failed_state.pt")
         _write_failed(run_dir, str(err), failed_state="failed_state.pt")
         raise
-    learner = summary.pop("learner")
-    logger.close()
-    torch.save({"method": learner.method.state_dict()}, run_dir / "model.pt")
-    return summary
+
+
+def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
+    """The newest complete checkpoint of a run (in-process or Ray Train); partial ones are skipped."""
+    from streamssl.train.checkpoint import latest_complete
+
+    candidates = [*run_dir.glob("checkpoints/pos-*"), *run_dir.glob("ray_train/*/checkpoint_*")]
+    found = latest_complete(sorted(p for p in candidates if p.is_dir()), world_size)
+    if found is None:
+        raise StreamSSLError(f"{run_dir}: no complete checkpoint to resume from (set checkpoint.every > 0)")
+    return found
 
 
 def _class_names(dataset_dir: Path, column: str) -> list:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -27,33 +28,11 @@ def worker_cpus(config: RunConfig) -> float:
     return max(0.25, min(4.0, total / (config.scaling.num_workers + 1)))
 
 
-def dedup_hook(config: RunConfig, logger):
-    """Every `dedup.every` stream batches, all workers deduplicate their buffers together."""
-    from streamssl.train.dedup_round import global_dedup_round
-
-    steps = {"n": 0}
-
-    def hook(learner, state) -> None:
-        steps["n"] += 1  # identical on every rank: equal batch counts per rank
-        if not config.dedup.every or steps["n"] % config.dedup.every:
-            return
-        stats = global_dedup_round(learner.buffer, config.dedup.threshold, config.dedup.max_fraction)
-        at = {"samples_seen": state.samples_seen, "progress": 0.0, "update": learner.update}
-        logger.log_many("dedup/removed", stats["removed_per_rank"], **at)
-        logger.log("dedup/bytes", float(stats["bytes_exchanged"]), **at)
-        logger.log("dedup/seconds", stats["seconds"], **at)
-
-    return hook
-
-
 def train_loop_per_worker(payload: dict) -> dict:
     """Runs inside each Ray Train worker; `payload` holds plain data only (no config objects)."""
     import ray.train
 
-    from streamssl.evaluation import MetricsLogger, NullLogger
-    from streamssl.streams import read_stream
-    from streamssl.train.evaluate import load_eval_data
-    from streamssl.train.loop import run_loop
+    from streamssl.train.worker import WorkerContext, run_worker
 
     config = resolve(payload["config"])
     ctx = ray.train.get_context()  # ray: rank and world size of this worker
@@ -61,24 +40,45 @@ def train_loop_per_worker(payload: dict) -> dict:
     # Ray sets OMP_NUM_THREADS=1 in workers: follow the worker's CPU allotment instead
     torch.set_num_threads(config.learner.threads or max(1, int(payload["cpus"])))
     device = torch.device("cuda", torch.cuda.current_device()) if config.scaling.use_gpu else torch.device("cpu")
-    b = config.learner.stream_batch
-    stream = read_stream(payload["stream_dir"], rank=rank, world_size=world, block=b, size=config.model.read_size)
-    batches = stream.iter_batches(batch_size=b, batch_format="numpy")
-    dataset_dir = Path(payload["dataset_dir"])
-    eval_data = load_eval_data(config, dataset_dir) if rank == 0 else None
-    logger = MetricsLogger(payload["run_dir"], None) if rank == 0 else NullLogger()
-    hooks = [dedup_hook(config, logger)]
-    summary = run_loop(config, batches, payload["total"], eval_data, logger, device, rank=rank, world_size=world,
-                       progress=rank == 0 and payload.get("progress", True), hooks=hooks)
-    learner = summary.pop("learner")
-    logger.close()
-    if rank == 0:
-        torch.save({"method": learner.method.state_dict()}, Path(payload["run_dir"]) / "model.pt")
+    run_dir = Path(payload["run_dir"])
+    _write_pid(run_dir, rank)
+    wctx = WorkerContext(rank, world, device, run_dir, Path(payload["dataset_dir"]), Path(payload["stream_dir"]),
+                         payload["total"], payload.get("progress", True), _resume_dir(payload))
+    summary = run_worker(config, wctx, _report_sink)
+    ray.train.report({"samples_seen": summary["samples_seen"], "final_knn": summary["final_knn"]})
     return summary
 
 
+def _resume_dir(payload: dict) -> Path | None:
+    """After a worker failure Ray hands back the last reported checkpoint; else --resume's choice."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()  # ray: the latest checkpoint every rank reported
+    if checkpoint is not None:
+        return Path(checkpoint.path)
+    return Path(payload["resume_dir"]) if payload.get("resume_dir") else None
+
+
+def _report_sink(save, metrics: dict) -> None:
+    """Every rank saves its rank files into a temp dir; Ray Train merges them into one checkpoint."""
+    import tempfile
+
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save(Path(tmp))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))  # ray: a barrier
+
+
+def _write_pid(run_dir: Path, rank: int) -> None:
+    """Worker PIDs, for operators (and the fault-tolerance test) to find a worker to stop."""
+    folder = run_dir / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"rank{rank}.pid").write_text(str(os.getpid()))
+
+
 def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int,
-        progress: bool = True) -> dict:
+        progress: bool = True, resume_dir: Path | None = None) -> dict:
     """Launch the TorchTrainer and return rank 0's summary."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -86,16 +86,18 @@ def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, str
     cpus = worker_cpus(config)
     payload = {"config": explicit, "cpus": cpus, "run_dir": str(run_dir.resolve()),
                "dataset_dir": str(dataset_dir.resolve()), "stream_dir": str(stream_dir.resolve()),
-               "total": total, "progress": progress}
+               "total": total, "progress": progress, "resume_dir": str(resume_dir) if resume_dir else None}
     resources = {"CPU": cpus, **({"GPU": 1} if config.scaling.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=payload,
         torch_config=TorchConfig(backend="nccl" if config.scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=config.scaling.num_workers,
                                                use_gpu=config.scaling.use_gpu, resources_per_worker=resources),
-        run_config=ray.train.RunConfig(name=f"{config.name}-{run_dir.name}",
+        # a fresh name per launch: reusing one makes Ray Train silently restore that run's state
+        run_config=ray.train.RunConfig(name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                        storage_path=str((run_dir / "ray_train").resolve()),
-                                       failure_config=ray.train.FailureConfig(max_failures=0,
-                                                                              controller_failure_limit=1)))
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
+                                       failure_config=ray.train.FailureConfig(
+                                           max_failures=config.checkpoint.max_failures, controller_failure_limit=1)))
     result = trainer.fit()
     return result.return_value

@@ -1,0 +1,141 @@
+"""One worker's whole session: restore, stream, learn, checkpoint, dedup, write outputs.
+
+The same function runs in-process (one worker) and inside each Ray Train worker; what differs is
+passed in: the rank and world size, and `sink`, which stores a checkpoint (a folder of rank files
+in the run dir in-process; `ray.train.report` inside Ray Train).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from streamssl.config import RunConfig
+from streamssl.train.checkpoint import load_checkpoint, save_checkpoint
+from streamssl.train.learner import Learner
+from streamssl.train.loop import LoopState, run_loop, total_updates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    rank: int
+    world: int
+    device: torch.device
+    run_dir: Path
+    dataset_dir: Path
+    stream_dir: Path
+    total: int  # samples in the whole stream
+    progress: bool = True
+    resume_dir: Path | None = None  # a complete checkpoint to start from
+
+
+def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[Path], None], dict], None]) -> dict:
+    """Run this rank's part of the stream; returns rank 0's summary (other ranks: their own)."""
+    from streamssl.evaluation import MetricsLogger, NullLogger
+    from streamssl.streams import read_stream
+    from streamssl.train.evaluate import load_eval_data
+
+    learner = Learner(config, ctx.device, total_updates(config, ctx.total // ctx.world), rank=ctx.rank)
+    state = LoopState()
+    if ctx.resume_dir is not None:
+        state = LoopState(**load_checkpoint(ctx.resume_dir, ctx.rank, learner, world_size=ctx.world))
+        log.info("rank %d resumes at stream position %d", ctx.rank, state.samples_seen)
+    logger = MetricsLogger(ctx.run_dir, None) if ctx.rank == 0 else NullLogger()
+    if ctx.rank == 0 and ctx.resume_dir is not None:
+        logger.resume(_metrics_up_to(ctx.run_dir, state.samples_seen))
+    eval_data = load_eval_data(config, ctx.dataset_dir) if ctx.rank == 0 else None
+    b = config.learner.stream_batch
+    stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size)
+    batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
+    hooks = [dedup_hook(config, logger), checkpoint_hook(config, ctx, logger, sink)]
+    summary = run_loop(config, batches, ctx.total, eval_data, logger, ctx.device, rank=ctx.rank,
+                       world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
+                       learner=learner, state=state)
+    learner = summary.pop("learner")
+    logger.close()
+    _write_outputs(learner, ctx)
+    return summary
+
+
+def _metrics_up_to(run_dir: Path, samples_seen: int) -> pd.DataFrame | None:
+    path = run_dir / "metrics.parquet"
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    return frame[frame.samples_seen <= samples_seen].reset_index(drop=True)
+
+
+def _write_outputs(learner: Learner, ctx: WorkerContext) -> None:
+    keys = list(learner.buffer.keys)
+    (ctx.run_dir / f"buffer_keys.rank{ctx.rank}.json").write_text(json.dumps(keys))
+    if ctx.rank == 0:
+        torch.save({"method": learner.method.state_dict()}, ctx.run_dir / "model.pt")
+
+
+def dedup_hook(config: RunConfig, logger) -> Callable:
+    """Every `dedup.every` stream batches, all workers deduplicate their buffers together."""
+    from streamssl.train.dedup_round import global_dedup_round
+
+    def hook(learner: Learner, state: LoopState) -> None:
+        steps = learner.buffer.steps  # equal on every rank, and restored on resume
+        if not config.dedup.every or steps % config.dedup.every:
+            return
+        stats = global_dedup_round(learner.buffer, config.dedup.threshold, config.dedup.max_fraction)
+        at = {"samples_seen": state.samples_seen, "progress": 0.0, "update": learner.update}
+        logger.log_many("dedup/removed", stats["removed_per_rank"], **at)
+        logger.log("dedup/bytes", float(stats["bytes_exchanged"]), **at)
+        logger.log("dedup/seconds", stats["seconds"], **at)
+
+    return hook
+
+
+def checkpoint_hook(config: RunConfig, ctx: WorkerContext, logger, sink) -> Callable:
+    """Every `checkpoint.every` stream batches, every rank saves its part and hands it to `sink`."""
+
+    def hook(learner: Learner, state: LoopState) -> None:
+        steps = learner.buffer.steps
+        if not config.checkpoint.every or steps % config.checkpoint.every:
+            return
+        logger.flush()  # metrics on disk are never older than the checkpoint
+        loop_state = dataclasses.asdict(state)
+
+        def save(directory: Path) -> None:
+            save_checkpoint(directory, ctx.rank, learner, loop_state, world_size=ctx.world)
+
+        sink(save, {"samples_seen": state.samples_seen, "update": learner.update, "knn": state.last_knn})
+
+    return hook
+
+
+def local_sink(run_dir: Path, keep: int) -> Callable:
+    """In-process checkpoints: RUN_DIR/checkpoints/batch-NNNNNNNN, the newest `keep` kept."""
+    root = run_dir / "checkpoints"
+
+    def sink(save: Callable[[Path], None], metrics: dict) -> None:
+        with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+            save(Path(tmp))
+            target = root / f"pos-{metrics['samples_seen']:012d}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Path(tmp).rename(target)  # appears whole or not at all
+            Path(tmp).mkdir()  # TemporaryDirectory cleans up a folder at its path
+        for old in sorted(root.glob("pos-*"))[:-keep]:
+            _remove_tree(old)
+
+    return sink
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
