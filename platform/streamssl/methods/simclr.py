@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
-import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
+from streamssl import distributed
 from streamssl.augment import CropParams, multicrop
 from streamssl.config import ModelConfig
 from streamssl.losses import nt_xent_loss
@@ -39,15 +38,17 @@ def gather_views(z1: torch.Tensor, z2: torch.Tensor) -> dict:
     """nt_xent_loss's cross-worker keywords: all-gathered views and this rank's offset.
 
     Empty on a single process. The gather is differentiable, so each rank's keys send gradients
-    back to the rank that produced them and DDP's averaged gradient is the global-batch one.
-    Every rank must call it with the same batch size (the learner's update batch is B new + B
-    replayed on every rank).
+    back to the rank that produced them and the averaged gradient is the global-batch one.
+    Batch sizes may differ between ranks (the offset counts the rows of lower ranks).
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not distributed.is_distributed():
         return {}
-    both = torch.stack([z1, z2]).contiguous()  # one collective for the two views
-    gathered = torch.cat(dist_nn.all_gather(both), dim=1)  # (2, world * b, d)
-    return {"z1_all": gathered[0], "z2_all": gathered[1], "offset": dist.get_rank() * z1.shape[0]}
+    both = torch.cat([z1, z2], dim=1)  # (b, 2d): one collective for the two views
+    gathered = distributed.all_gather_with_grad(both)  # (sum of b over ranks, 2d)
+    counts, _ = distributed.all_gather_varlen(torch.tensor([z1.shape[0]], device=z1.device))
+    offset = int(counts[:distributed.rank()].sum())
+    d = z1.shape[1]
+    return {"z1_all": gathered[:, :d], "z2_all": gathered[:, d:], "offset": offset}
 
 
 class SimCLR(Method):

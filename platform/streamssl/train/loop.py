@@ -70,6 +70,10 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
         bar.update(len(batch["label"]) * world_size)
         bar.set_postfix(pos=state.samples_seen, loss=f"{learner.last_loss:.3f}" if learner.update else "-",
                         buf=f"{len(learner.buffer)}/{learner.buffer.capacity}", knn=f"{state.last_knn:.3f}")
+    last_eval = state.evals[-1][0] if state.evals else None
+    if points and last_eval != state.samples_seen:  # a rank split's dropped remainder (< W blocks)
+        points[:] = [state.samples_seen]  # leaves the end point unreached: evaluate where it ended
+        evaluate()
     bar.close()
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
             "train_seconds": time.perf_counter() - start, "learner": learner}
