@@ -37,9 +37,15 @@ def test_one_ray_train_worker_matches_the_in_process_runner(data_root, tmp_path)
 
 
 def test_two_workers_consume_the_whole_stream_in_equal_steps(data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO + ["scaling.num_workers=2"])
+    config = cfg.load("pipelines/smoke.yaml", MICRO + ["scaling.num_workers=2", "dedup.every=2",
+                                                        "dedup.threshold=0.5"])
     info = run_pipeline(config, tmp_path / "w2", progress=False)
     assert info["status"] == "completed" and info["samples_seen"] == 128
     assert info["updates"] == 128 // 16 // 2 * config.learner.k  # each rank: 4 stream batches x K
     saved = json.loads((tmp_path / "w2" / "run.json").read_text())
     assert saved["num_workers"] == 2 and (tmp_path / "w2" / "report.md").exists()
+    m = pd.read_parquet(tmp_path / "w2" / "metrics.parquet")
+    rounds = m[m.metric == "dedup/bytes"]
+    assert len(rounds) == 2 and (rounds.value > 0).all()  # rounds after stream batches 2 and 4 per rank
+    removed = m[m.metric == "dedup/removed"]
+    assert sorted(removed.class_id.unique()) == [0, 1]  # per-rank counts (class_id holds the rank)
