@@ -21,3 +21,14 @@ def ray_local():
     init_ray(num_cpus=4)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """Micro tensors gain nothing from intra-op threads, which stall on a loaded shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

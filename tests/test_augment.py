@@ -25,12 +25,8 @@ TWO_VIEW = CropParams.two_view(32)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Micro tensors gain nothing from intra-op threads, which stall on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def _gen(seed=0):

@@ -13,15 +13,6 @@ pytestmark = pytest.mark.ray
 MICRO = ["method.crops=2", "learner.threads=1", "eval.points=[0,1]"]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("data")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STREAMSSL_DATA", str(root))
-    yield root
-    mp.undo()
-
-
 def losses(run_dir):
     m = pd.read_parquet(run_dir / "metrics.parquet")
     return m[m.metric == "train/loss"].value.to_numpy(), m[m.metric == "eval/knn_top1"].value.to_numpy()

@@ -20,15 +20,6 @@ MICRO = ["method.crops=2", "learner.threads=1", "eval.points=[0,0.5,1]", "checkp
          "checkpoint.keep=10"]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("data")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STREAMSSL_DATA", str(root))
-    yield root
-    mp.undo()
-
-
 def final_state(run_dir):
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
     knn = metrics[metrics.metric == "eval/knn_top1"].value.to_numpy()

@@ -11,15 +11,6 @@ from streamssl.methods import METHODS
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("data")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STREAMSSL_DATA", str(root))  # datasets and streams are shared by the module's runs
-    yield root
-    mp.undo()
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_smoke_pipeline_runs_every_method(method, data_root, tmp_path):
     run_dir = tmp_path / method

@@ -39,9 +39,5 @@ def descend():
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Micro tensors gain nothing from intra-op threads, which stall on a loaded shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)

@@ -30,12 +30,8 @@ CONFIGS = {
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # micro models: a second thread only adds contention on the shared 2-core machine (10x here)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def make(overrides):
