@@ -107,8 +107,13 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     """
     if num_classes is None:
         num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    pred = knn_predict(train_feats, train_labels, test_feats, num_classes=num_classes, **kwargs).cpu()
-    truth = test_labels.cpu().long()
+    pred = knn_predict(train_feats, train_labels, test_feats, num_classes=num_classes, **kwargs)
+    return accuracy_from_predictions(pred, test_labels, num_classes)
+
+
+def accuracy_from_predictions(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
+    """dict(top1, per_class [C] with NaN for classes absent from `truth`) of predicted labels [T]."""
+    pred, truth = pred.cpu(), truth.cpu().long()
     correct = (pred == truth).double()
     total = torch.bincount(truth, minlength=num_classes).double()
     hits = torch.bincount(truth, weights=correct, minlength=num_classes)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from streamssl.evaluation.knn import accuracy_from_predictions
 
 _MOMENTUM = 0.9
 _MIN_STD = 1e-6  # constant features are centred but not scaled
@@ -53,7 +54,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
         weight, bias = _train(x, y, num_classes, epochs, lr, batch_size, weight_decay, seed)
     test = (test_feats.to(x.device, x.dtype) - mean) / std
     pred = F.linear(test, weight, bias).argmax(dim=1)
-    return _accuracy(pred.cpu(), test_labels.cpu().long(), num_classes)
+    return accuracy_from_predictions(pred.cpu(), test_labels.cpu().long(), num_classes)
 
 
 def protocol_name_linear(epochs: int, lr: float, memory: int, test: int, weight_decay: float = 0.0) -> str:
@@ -115,15 +116,6 @@ def _train(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, lr: 
     return weight, bias
 
 
-def _accuracy(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
-    correct = (pred == truth).double()
-    total = torch.bincount(truth, minlength=num_classes).double()
-    hits = torch.bincount(truth, weights=correct, minlength=num_classes)
-    per_class = np.full(num_classes, np.nan)
-    present = (total > 0).numpy()
-    per_class[present] = (hits[present] / total[present]).numpy()
-    top1 = float(correct.mean()) if len(truth) else float("nan")
-    return {"top1": top1, "per_class": per_class}
 
 
 def _check(train_feats, train_labels, test_feats, test_labels, num_classes, epochs, lr, batch_size,
