@@ -34,6 +34,8 @@ def make_run(path, method, stream, seed=0, status="completed", offset=None, untr
             log.log_many("eval/knn_class_acc", class_acc, protocol=PROTO, **at)
             log.log_many("stream/classes_seen", 50.0 * shown, **at)
             log.log_many("buffer/class_count", 8.0 * shown, **at)
+            if i == 4 and method == "imai":  # the default probe: the last evaluation only
+                log.log("eval/linear_top1", top1 + 0.05, protocol="linear epochs=100", **at)
         for update in range(1, 101):
             log.log("train/grad_cosine", np.sin(update / 7) * 0.3 + 0.2, samples_seen=update * 10,
                     progress=update / 100, update=update)
@@ -77,6 +79,8 @@ def test_report_progress_metrics(report):
     assert list(by_cell) == [("imai", "seq"), ("imai", "seq-bl"), ("empssl", "seq"), ("empssl", "seq-bl")]
     assert by_cell[("imai", "seq")]["n"] == "2"
     assert by_cell[("imai", "seq")]["final kNN %"] == "82.00 ± 2.83"
+    assert by_cell[("imai", "seq")]["linear probe %"] == "87.00 ± 2.83"  # kNN + 5 pp in make_run
+    assert by_cell[("empssl", "seq")]["linear probe %"] == "n/a"  # no probe logged
     row = by_cell[("empssl", "seq")]
     assert row["n"] == "1"
     assert row["kNN @20%"] == "50.00"  # first eval at or after 20% is at 25%: 0.4 + 0.1

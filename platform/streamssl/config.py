@@ -86,6 +86,14 @@ class EvalConfig:
     # the untrained network's init statistics and the online learner's augmented-crop statistics
     # do not decide the comparison)
     bn: str = "running"
+    # linear probe on the same frozen features as kNN, trained on the labelled memory split:
+    # "end" (the last evaluation only), "points" (every evaluation) or "off" (YAML reads a bare
+    # off/false as False, which means the same; true means "end")
+    linear: str | bool = "end"
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    linear_batch_size: int = 256
+    linear_weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -187,16 +187,16 @@ def _untrained_row(runs: list[Run], streams: list[str]) -> tuple[list[str], list
 
 
 def _details(runs: list[Run], dataset: str) -> list[str]:
-    header = ("| method | stream | n | final kNN % | kNN @20% | untrained % | forgetting (pp) "
+    header = ("| method | stream | n | final kNN % | linear probe % | kNN @20% | untrained % | forgetting (pp) "
               "| seen-class acc % | AUC % |")
-    lines = [f"## Accuracy over the stream: {dataset}", "", header, "|---" * 9 + "|"]
+    lines = [f"## Accuracy over the stream: {dataset}", "", header, "|---" * 10 + "|"]
     cells = _cells(runs)
     for method in dict.fromkeys(run.method for run in runs):
         for stream in _streams(runs):
             members = cells.get((method, stream))
             if members:
                 stats = [_flagged_stat(members, key, show_n=False)  # the n column says it
-                         for key in ("final", "at_fraction", "untrained", "forgetting", "seen_acc", "auc")]
+                         for key in ("final", "linear", "at_fraction", "untrained", "forgetting", "seen_acc", "auc")]
                 lines.append(f"| {method} | {stream} | {len(members)} | " + " | ".join(stats) + " |")
     return lines + [""]
 
@@ -228,6 +228,8 @@ def _definitions() -> list[str]:
         "## Definitions", "",
         "- **final kNN**: top-1 of the last evaluation; cells with several runs (seeds) show "
         "mean ± sample std (n).",
+        "- **linear probe**: top-1 of a linear classifier trained on the frozen backbone features of the "
+        "labelled kNN-memory split at the last evaluation (`eval.linear`); n/a when the run has none.",
         "- **untrained**: the same network evaluated before any update (samples seen = 0).",
         f"- **kNN @20%**: the first evaluation at or after {PROGRESS_FRACTION:.0%} of the stream.",
         "- **forgetting**: per class, the best accuracy at an earlier trained evaluation (after the "

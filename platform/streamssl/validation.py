@@ -39,6 +39,10 @@ def validate(config: RunConfig) -> None:
              f"buffer.size: must be >= learner.stream_batch ({learner.stream_batch}), got {buffer.size}")
     _require(0.0 <= buffer.ema_alpha < 1.0, f"buffer.ema_alpha: must be in [0, 1), got {buffer.ema_alpha}")
     _require(ev.bn in ("running", "recalibrate"), f"eval.bn: running or recalibrate, got {ev.bn!r}")
+    _require(isinstance(ev.linear, bool) or ev.linear in ("end", "points", "off"),
+             f"eval.linear: end, points or off, got {ev.linear!r}")
+    _require(ev.linear_epochs >= 1 and ev.linear_batch_size >= 1 and ev.linear_lr > 0 and ev.linear_weight_decay >= 0,
+             "eval.linear_*: need linear_epochs, linear_batch_size >= 1, linear_lr > 0, linear_weight_decay >= 0")
     _require(ev.knn_k >= 1, f"eval.knn_k: must be >= 1, got {ev.knn_k}")
     _require(ev.knn_protocol in ("scale", "cosine"), f"eval.knn_protocol: scale or cosine, got {ev.knn_protocol!r}")
     _require(ev.points is None or all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in ev.points),

@@ -23,7 +23,11 @@ def test_smoke_pipeline_runs_every_method(method, data_root, tmp_path):
     assert list(knn.samples_seen) == [0, 64, 128]  # eval.points 0, 0.5, 1 of 128 samples
     assert knn.value.between(0, 1).all() and knn.protocol.str.startswith("knn:scale").all()
     assert (metrics.metric == "train/loss").sum() == info["updates"]
-    assert "| untrained |" in (run_dir / "report.md").read_text()
+    linear = metrics[metrics.metric == "eval/linear_top1"]  # eval.linear: end, the default
+    assert list(linear.samples_seen) == [128] and linear.protocol.str.startswith("linear epochs=").all()
+    assert info["final_linear"] == pytest.approx(linear.value.iloc[0])
+    report = (run_dir / "report.md").read_text()
+    assert "| untrained |" in report and "linear probe %" in report
     assert (run_dir / "knn_vs_progress.png").stat().st_size > 10_000
 
 
@@ -36,3 +40,20 @@ def test_non_finite_loss_stops_the_run_and_saves_state(data_root, tmp_path, caps
     assert "update" in err and "stream position" in err
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert (run_dir / "failed_state.pt").exists()
+
+
+def test_linear_probe_at_every_point_and_off(data_root, tmp_path):
+    for mode, expected in (("points", [0, 64, 128]), ("off", [])):
+        run_dir = tmp_path / mode
+        assert main(["run", "pipelines/smoke.yaml", f"eval.linear={mode}", "--out", str(run_dir),
+                     "--no-progress"]) == 0
+        metrics = pd.read_parquet(run_dir / "metrics.parquet")
+        linear = metrics[metrics.metric == "eval/linear_top1"]
+        assert list(linear.samples_seen) == expected
+        per_class = metrics[metrics.metric == "eval/linear_class_acc"]
+        assert len(per_class) == 4 * len(expected)  # the smoke dataset's 4 classes at each probe
+
+
+def test_bad_linear_setting_is_one_line(tmp_path, capsys):
+    assert main(["run", "pipelines/smoke.yaml", "eval.linear=sometimes", "--out", str(tmp_path / "x")]) == 2
+    assert "eval.linear" in capsys.readouterr().err.strip()

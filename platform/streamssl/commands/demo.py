@@ -63,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
             config = cfg.load(args.pipeline, args.overrides + extra)
             run_dir = out / "runs" / f"{method}-{kind}"
             info = run_pipeline(config, run_dir)
-            print(f"  {method:8s} {kind:7s} final kNN {info['final_knn']:.4f} ({info['wall_seconds']:.0f} s)")
+            print(f"  {method:8s} {kind:7s} final kNN {info['final_knn']:.4f}, linear probe "
+                  f"{info.get('final_linear', float('nan')):.4f} ({info['wall_seconds']:.0f} s)")
             run_dirs.append(run_dir)
     report = write_report(run_dirs, out)
     print()

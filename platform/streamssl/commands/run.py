@@ -37,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
         run_dir = Path(args.out)
         config = cfg.load(args.pipeline, args.overrides)
     info = run_pipeline(config, run_dir, progress=not args.no_progress, resume=bool(args.resume))
-    print(f"{info['method']} on {info['stream']}: final kNN {info['final_knn']:.4f} after "
+    print(f"{info['method']} on {info['stream']}: final kNN {info['final_knn']:.4f}, linear probe "
+          f"{info.get('final_linear', float('nan')):.4f} after "
           f"{info['updates']} updates, {info['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}")
     return 0

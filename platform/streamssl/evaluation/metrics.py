@@ -16,6 +16,7 @@ import pandas as pd
 
 TOP1 = "eval/knn_top1"
 CLASS_ACC = "eval/knn_class_acc"
+LINEAR_TOP1 = "eval/linear_top1"
 CLASSES_SEEN = "stream/classes_seen"
 # progress values are floats written by the loop; 0.2 of 1,000 batches may be stored as 0.19999999
 _PROGRESS_EPS = 1e-9
@@ -167,7 +168,8 @@ def summarize(frame: pd.DataFrame, num_classes: int | None = None, fraction: flo
 
     Returns:
         dict with protocol, final, at_fraction, untrained, auc, forgetting, seen_acc (mean over the
-        trained eval points of the accuracy on the classes seen so far) and evals (number of points).
+        trained eval points of the accuracy on the classes seen so far), evals (number of points) and
+        linear (the last linear-probe top-1; NaN when the run logged none).
     """
     protocol = primary_protocol(frame)
     top1 = curve(frame, TOP1, protocol)
@@ -175,7 +177,8 @@ def summarize(frame: pd.DataFrame, num_classes: int | None = None, fraction: flo
     out = {"protocol": protocol, "evals": len(top1), "final": final_value(y),
            "at_fraction": value_at_progress(x, y, fraction),
            "untrained": untrained_value(top1["samples_seen"].to_numpy(), y),
-           "auc": area_under_curve(x, y) if len(y) else float("nan")}
+           "auc": area_under_curve(x, y) if len(y) else float("nan"),
+           "linear": final_value(curve(frame, LINEAR_TOP1, primary_protocol(frame, LINEAR_TOP1))["value"])}
     out.update(_class_summaries(frame, num_classes_of(frame, num_classes), protocol))
     return out
 

@@ -1,4 +1,5 @@
-"""kNN evaluation of the backbone during the stream (SCALE protocol by default, method-spec 4.1)."""
+"""Evaluation of the backbone during the stream: kNN (SCALE protocol by default, method-spec 4.1)
+and a linear probe, both on the same frozen features."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from streamssl.augment import eval_transform, to_model_input
 from streamssl.config import RunConfig
-from streamssl.evaluation import knn_accuracy, protocol_name
+from streamssl.evaluation import knn_accuracy, linear_probe, protocol_name, protocol_name_linear
 
 
 @dataclass
@@ -73,26 +74,53 @@ def _restore_bn(state: dict) -> None:
         m.momentum = momentum
 
 
+def evaluate_model(model: torch.nn.Module, data: EvalData, config: RunConfig, device, linear: bool = False) -> dict:
+    """kNN and, if `linear`, a linear probe on one pass of frozen backbone features.
+
+    Both classifiers are fitted on the labelled memory split and scored on the test split; the
+    model is left as it was found (train/eval mode and BatchNorm statistics).
+
+    Returns:
+        dict(knn=dict(top1, per_class [C]), knn_protocol=str) plus linear and linear_protocol.
+    """
+    ev = config.eval
+    train_f, test_f, suffix = _frozen_features(model, data, config, device)
+    out = {"knn": knn_accuracy(train_f, data.memory_labels, test_f, data.test_labels, k=ev.knn_k,
+                               protocol=ev.knn_protocol, temperature=ev.knn_temperature,
+                               num_classes=data.num_classes),
+           "knn_protocol": protocol_name(ev.knn_protocol, ev.knn_k, len(data.memory), len(data.test),
+                                         ev.knn_temperature) + suffix}
+    if linear:
+        out["linear"] = linear_probe(train_f, data.memory_labels, test_f, data.test_labels,
+                                     num_classes=data.num_classes, epochs=ev.linear_epochs, lr=ev.linear_lr,
+                                     batch_size=ev.linear_batch_size, weight_decay=ev.linear_weight_decay,
+                                     seed=config.seed)
+        out["linear_protocol"] = protocol_name_linear(ev.linear_epochs, ev.linear_lr, len(data.memory),
+                                                      len(data.test), ev.linear_weight_decay) + suffix
+    return out
+
+
 def knn_eval(model: torch.nn.Module, data: EvalData, config: RunConfig, device) -> tuple[dict, str]:
-    """Top-1 and per-class kNN accuracy of backbone features; the model is left as it was found."""
+    """Top-1 and per-class kNN accuracy of backbone features, and the protocol name."""
+    out = evaluate_model(model, data, config, device)
+    return out["knn"], out["knn_protocol"]
+
+
+def _frozen_features(model: torch.nn.Module, data: EvalData, config: RunConfig,
+                     device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(memory features [M, D], test features [T, D], protocol suffix) in eval mode."""
     was_training = model.training
-    bn_state = recalibrated_bn(model, data, device, config.eval.batch_size) if config.eval.bn == "recalibrate" else None
+    recalibrate = config.eval.bn == "recalibrate"
+    bn_state = recalibrated_bn(model, data, device, config.eval.batch_size) if recalibrate else None
     model.eval()
     try:
-        ev = config.eval
-        train_f = features(model, data.memory, data, device, ev.batch_size)
-        test_f = features(model, data.test, data, device, ev.batch_size)
-        result = knn_accuracy(train_f, data.memory_labels, test_f, data.test_labels, k=ev.knn_k,
-                              protocol=ev.knn_protocol, temperature=ev.knn_temperature,
-                              num_classes=data.num_classes)
+        train_f = features(model, data.memory, data, device, config.eval.batch_size)
+        test_f = features(model, data.test, data, device, config.eval.batch_size)
     finally:
         if bn_state is not None:
             _restore_bn(bn_state)
         model.train(was_training)
-    name = protocol_name(ev.knn_protocol, ev.knn_k, len(data.memory), len(data.test), ev.knn_temperature)
-    if bn_state is not None:
-        name += " bn=recalibrated"
-    return result, name
+    return train_f, test_f, " bn=recalibrated" if recalibrate else ""
 
 
 def eval_positions(points: list | None, total: int) -> list[int]:

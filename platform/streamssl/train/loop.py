@@ -21,7 +21,7 @@ from tqdm import tqdm
 from streamssl.augment import to_model_input
 from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
-from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, knn_eval
+from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class LoopState:
     samples_seen: int = 0
     last_knn: float = float("nan")
+    last_linear: float = float("nan")
     class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
     evals: list = field(default_factory=list)  # (samples_seen, top1)
 
@@ -76,6 +77,7 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
         evaluate()
     bar.close()
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
+            "final_linear": state.last_linear,
             "train_seconds": time.perf_counter() - start, "learner": learner}
 
 
@@ -115,15 +117,24 @@ def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, 
         points.pop(0)
         if data is None:  # not the evaluating rank
             continue
-        result, protocol = knn_eval(learner.method, data, config, device)
+        mode = "end" if config.eval.linear is True else config.eval.linear
+        linear = mode == "points" or (mode == "end" and not points)
+        result = evaluate_model(learner.method, data, config, device, linear=linear)
         at = {"samples_seen": state.samples_seen, "progress": state.samples_seen / max(total, 1),
               "update": learner.update}
-        logger.log("eval/knn_top1", result["top1"], protocol=protocol, **at)
-        logger.log_many("eval/knn_class_acc", result["per_class"], protocol=protocol, **at)
+        _log_classifier(logger, "knn", result["knn"], result["knn_protocol"], at)
+        if linear:
+            _log_classifier(logger, "linear", result["linear"], result["linear_protocol"], at)
+            state.last_linear = result["linear"]["top1"]
         logger.log_many("buffer/class_count", class_histogram(learner.buffer.labels.cpu().numpy(),
                                                               data.num_classes), **at)
         for c, n in sorted(state.class_seen_counts.items()):
             logger.log("stream/classes_seen", float(n), class_id=c, **at)
-        state.last_knn = result["top1"]
-        state.evals.append((state.samples_seen, result["top1"]))
-        log.debug("kNN %.4f at %d samples", result["top1"], state.samples_seen)
+        state.last_knn = result["knn"]["top1"]
+        state.evals.append((state.samples_seen, result["knn"]["top1"]))
+        log.debug("kNN %.4f at %d samples", result["knn"]["top1"], state.samples_seen)
+
+
+def _log_classifier(logger, name: str, result: dict, protocol: str, at: dict) -> None:
+    logger.log(f"eval/{name}_top1", result["top1"], protocol=protocol, **at)
+    logger.log_many(f"eval/{name}_class_acc", result["per_class"], protocol=protocol, **at)
