@@ -23,6 +23,10 @@ def test_smoke_pipeline_runs_every_method(method, data_root, tmp_path):
     assert list(knn.samples_seen) == [0, 64, 128]  # eval.points 0, 0.5, 1 of 128 samples
     assert knn.value.between(0, 1).all() and knn.protocol.str.startswith("knn:scale").all()
     assert (metrics.metric == "train/loss").sum() == info["updates"]
+    # the steady window excludes the first stream batch's updates (start-up), never more
+    assert 0 < info["steady_updates"] <= info["updates"] and info["steady_seconds"] > 0
+    assert info["loop_started_at"] <= info["first_batch_at"] <= info["last_batch_at"]
+    assert json.loads((run_dir / "progress.json").read_text())["samples_seen"] == 128
     linear = metrics[metrics.metric == "eval/linear_top1"]  # eval.linear: end, the default
     assert list(linear.samples_seen) == [128] and linear.protocol.str.startswith("linear epochs=").all()
     assert info["final_linear"] == pytest.approx(linear.value.iloc[0])

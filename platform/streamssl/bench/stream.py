@@ -107,12 +107,20 @@ def _time_ray(stream_dir: str, concurrency: int | None = None,
     return time.perf_counter() - t, np.concatenate(pos)
 
 
-def _time_webdataset(stream_dir: str) -> tuple[float, int]:
+def _simplejpeg_handler(key: str, data: bytes):
+    """A webdataset decoder for JPEG members via simplejpeg (others fall through to "rgb8")."""
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(data, colorspace="RGB") if key.endswith((".jpg", ".jpeg")) else None
+
+
+def _time_webdataset(stream_dir: str, simplejpeg: bool = False) -> tuple[float, int]:
     import webdataset as wds
 
     shards = sorted(os.path.join(stream_dir, f) for f in os.listdir(stream_dir) if f.endswith(".tar"))
     t, count = time.perf_counter(), 0
-    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode("rgb8"):
+    handlers = [_simplejpeg_handler, "rgb8"] if simplejpeg else ["rgb8"]
+    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode(*handlers):
         image = sample.get("png", sample.get("jpg"))
         assert image.dtype == np.uint8 and image.shape[-1] == 3 and isinstance(sample["cls"], int)
         count += 1
@@ -121,20 +129,25 @@ def _time_webdataset(stream_dir: str) -> tuple[float, int]:
 
 def _report_read(stream_dir: str, fmt: str, size: int, repeats: int) -> None:
     _time_ray(stream_dir)  # warm-up: Ray worker start and imports are not throughput
-    best = {"blocks": np.inf, "batches": np.inf, "wds": np.inf}
+    best = {"blocks": np.inf, "batches": np.inf, "wds": np.inf, "wds_sj": np.inf}
     order_ok = True
-    for _ in range(repeats):  # interleaved, so load from other processes hits all three alike
+    for _ in range(repeats):  # interleaved, so load from other processes hits all of them alike
         for name, batch_size in (("blocks", None), ("batches", 256)):
             seconds, pos = _time_ray(stream_dir, batch_size=batch_size)
             best[name] = min(best[name], seconds)
             order_ok &= bool(np.array_equal(pos, np.arange(len(pos))))
         seconds, n = _time_webdataset(stream_dir)
         best["wds"] = min(best["wds"], seconds)
+        if fmt == "jpg":  # the same decoder as read_stream's JPEG path: isolates what Ray adds
+            best["wds_sj"] = min(best["wds_sj"], _time_webdataset(stream_dir, simplejpeg=True)[0])
     rate = {name: n / seconds for name, seconds in best.items()}
-    print(f"(a) {size}x{size} {fmt.upper()}, {n} images, best of {repeats}: webdataset (1 process) "
-          f"{rate['wds']:,.0f} img/s; read_stream {rate['blocks']:,.0f} img/s as read "
+    print(f"(a) {size}x{size} {fmt.upper()}, {n} images, best of {repeats}: webdataset (1 process, its PIL "
+          f"decoder) {rate['wds']:,.0f} img/s; read_stream {rate['blocks']:,.0f} img/s as read "
           f"(ratio {rate['blocks'] / rate['wds']:.2f}x), {rate['batches']:,.0f} img/s in batches of 256 "
           f"(ratio {rate['batches'] / rate['wds']:.2f}x); stream order preserved: {order_ok}")
+    if fmt == "jpg":
+        print(f"    webdataset with simplejpeg as its decoder: {rate['wds_sj']:,.0f} img/s "
+              f"(read_stream / that: {rate['blocks'] / rate['wds_sj']:.2f}x)")
     cpus = os.cpu_count() or 1
     levels = [c for c in (1, 2, 4, 8, 16, 32) if c <= cpus]
     scaling = ", ".join(f"{c}: {n / _time_ray(stream_dir, c)[0]:,.0f}" for c in levels)

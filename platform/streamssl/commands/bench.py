@@ -11,6 +11,8 @@ BENCHES = {
     "buffer": "streamssl.bench.buffer",
     "augment": "streamssl.bench.augment",
     "step": "streamssl.bench.step",
+    "ddp": "streamssl.bench.ddp",
+    "scale": "streamssl.bench.scale",
 }
 
 

@@ -23,6 +23,7 @@ from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
 from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
+from streamssl.train.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +62,59 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
     bar = tqdm(total=total_samples, initial=state.samples_seen, unit="img", disable=not progress,
                desc=config.method_name)
     evaluate = partial(_evaluate_due, learner, state, points, eval_data, logger, config, device, total_samples)
+    # rank 0 (the one logging metrics) tells a driver in another process where the stream is
+    writer = ProgressWriter(logger.run_dir) if getattr(logger, "run_dir", None) else None
     evaluate()
-    start = time.perf_counter()
+    start, clock = time.perf_counter(), _SteadyClock()
     for batch in batches:
         _consume(learner, batch, state, logger, total_samples, config, device, world_size)
+        clock.tick(learner.update)
         evaluate()
         for hook in hooks:
             hook(learner, state)
         bar.update(len(batch["label"]) * world_size)
-        bar.set_postfix(pos=state.samples_seen, loss=f"{learner.last_loss:.3f}" if learner.update else "-",
-                        buf=f"{len(learner.buffer)}/{learner.buffer.capacity}", knn=f"{state.last_knn:.3f}")
+        status = {"loss": f"{learner.last_loss:.3f}" if learner.update else "-",
+                  "buf": f"{len(learner.buffer)}/{learner.buffer.capacity}", "knn": f"{state.last_knn:.3f}"}
+        bar.set_postfix(pos=state.samples_seen, **status)
+        if writer is not None:
+            writer.write(samples_seen=state.samples_seen, **status)
     last_eval = state.evals[-1][0] if state.evals else None
     if points and last_eval != state.samples_seen:  # a rank split's dropped remainder (< W blocks)
         points[:] = [state.samples_seen]  # leaves the end point unreached: evaluate where it ended
         evaluate()
     bar.close()
+    if writer is not None:
+        writer.write(force=True, samples_seen=state.samples_seen, knn=f"{state.last_knn:.3f}")
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
             "final_linear": state.last_linear,
-            "train_seconds": time.perf_counter() - start, "learner": learner}
+            "train_seconds": time.perf_counter() - start, **clock.summary(), "learner": learner}
+
+
+class _SteadyClock:
+    """Updates and seconds from the end of the first stream batch to the end of the last one.
+
+    Start-up (the first read, the first update's allocations) and the evaluation after the last
+    batch fall outside the window, so `steady_updates / steady_seconds` is the sustained rate that
+    benchmarks compare between the in-process and the Ray Train paths. The epoch timestamps let a
+    caller split its wall time into start-up, steady training and teardown.
+    """
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] | None = None
+        self.started_at = time.time()
+
+    def tick(self, update: int) -> None:
+        now = (time.perf_counter(), update)
+        if self.first is None:
+            self.first, self.first_at = now, time.time()
+        self.last, self.last_at = now, time.time()
+
+    def summary(self) -> dict:
+        if self.first is None:
+            return {}
+        return {"steady_updates": self.last[1] - self.first[1], "steady_seconds": self.last[0] - self.first[0],
+                "loop_started_at": self.started_at, "first_batch_at": self.first_at, "last_batch_at": self.last_at}
 
 
 def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device,

@@ -1,0 +1,54 @@
+"""JPEG stream samples decode through simplejpeg into the batch array, pixel-identical to PIL."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import streamssl.streams.reader as reader
+from streamssl.streams.tario import ShardWriter
+
+
+def _jpeg(mode: str, size=(24, 16), seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _shard(tmp_path, images: list[bytes]) -> list[tuple[str, bytes]]:
+    path = tmp_path / "stream-000000.tar"
+    writer = ShardWriter(str(path))
+    for pos, data in enumerate(images):
+        writer.write(f"{pos:010d}", {"jpg": data, "cls": b"1", "json": json.dumps({"key": f"k{pos}"}).encode()})
+    writer.close()
+    return [(str(path), path.read_bytes())]
+
+
+@pytest.mark.parametrize("modes", [("RGB", "L", "RGB"), ("RGB", "CMYK")])
+def test_simplejpeg_and_pil_give_identical_batches(tmp_path, monkeypatch, modes):
+    buffers = _shard(tmp_path, [_jpeg(mode, seed=i) for i, mode in enumerate(modes)])
+    positions = np.arange(len(modes))
+    fast = reader.decode_samples(buffers, positions)
+    monkeypatch.setattr(reader, "simplejpeg", None)
+    slow = reader.decode_samples(buffers, positions)
+    assert fast["image"].shape == (len(modes), 16, 24, 3) and fast["image"].dtype == np.uint8
+    np.testing.assert_array_equal(fast["image"], slow["image"])
+    assert list(fast["key"]) == [f"k{i}" for i in range(len(modes))]
+
+
+def test_jpeg_header_only_for_what_simplejpeg_decodes_natively():
+    assert reader._jpeg_header({"jpg": _jpeg("RGB")}, None).size == (24, 16)
+    assert reader._jpeg_header({"jpg": _jpeg("RGB")}, (16, 24)) is not None  # the native (H, W)
+    assert reader._jpeg_header({"jpg": _jpeg("RGB")}, (8, 8)) is None  # resized: PIL's path
+    assert reader._jpeg_header({"jpg": _jpeg("CMYK")}, None) is None
+    assert reader._jpeg_header({"png": b"\x89PNG"}, None) is None
+    assert reader._jpeg_header({"jpg": b"not a jpeg"}, None) is None
+
+
+def test_truncated_jpeg_is_a_data_error_naming_the_shard(tmp_path):
+    buffers = _shard(tmp_path, [_jpeg("RGB")[:200], _jpeg("RGB", seed=1)])
+    with pytest.raises(reader.DataError, match="stream-000000.tar"):
+        reader.decode_samples(buffers, np.arange(2))
