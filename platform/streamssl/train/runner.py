@@ -95,8 +95,11 @@ def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
 
 
 def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, trainer: str = "auto",
-                 resume: bool = False) -> dict:
-    """Run one pipeline end to end into run_dir (resume: from its newest complete checkpoint)."""
+                 resume: bool = False, tune: bool = False) -> dict:
+    """Run one pipeline end to end into run_dir (resume: from its newest complete checkpoint).
+
+    `tune`: inside a Ray Tune trial; always launches Ray Train, whose workers report to the trial.
+    """
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
 
@@ -113,8 +116,8 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     start = time.perf_counter()
     resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers) if resume else None
-    if uses_ray_train(config, trainer):
-        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
+    if tune or uses_ray_train(config, trainer):
+        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune)
     else:
         summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
@@ -122,12 +125,13 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     return info
 
 
-def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir) -> dict:
+def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune=False) -> dict:
     from streamssl.config import flatten
     from streamssl.train.trainer import fit
 
     try:
-        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
+        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress, resume_dir,
+                   tune=tune)
     except Exception as err:  # Ray wraps worker errors; the cause's first line is what users need
         cause = err
         while cause.__cause__ is not None:

@@ -43,9 +43,11 @@ def train_loop_per_worker(payload: dict) -> dict:
     run_dir = Path(payload["run_dir"])
     _write_pid(run_dir, rank)
     wctx = WorkerContext(rank, world, device, run_dir, Path(payload["dataset_dir"]), Path(payload["stream_dir"]),
-                         payload["total"], payload.get("progress", True), _resume_dir(payload))
+                         payload["total"], payload.get("progress", True), _resume_dir(payload),
+                         tune=payload.get("tune", False))
     summary = run_worker(config, wctx, _report_sink)
-    ray.train.report({"samples_seen": summary["samples_seen"], "final_knn": summary["final_knn"]})
+    if not wctx.tune:  # under Tune the trial driver reports the end, after the run's outputs are written
+        ray.train.report({"samples_seen": summary["samples_seen"], "final_knn": summary["final_knn"]})
     return summary
 
 
@@ -77,16 +79,29 @@ def _write_pid(run_dir: Path, rank: int) -> None:
     (folder / f"rank{rank}.pid").write_text(str(os.getpid()))
 
 
+def _tune_callbacks(tune: bool) -> list:
+    if not tune:
+        return []
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    return [TuneReportCallback()]
+
+
 def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int,
-        progress: bool = True, resume_dir: Path | None = None) -> dict:
-    """Launch the TorchTrainer and return rank 0's summary."""
+        progress: bool = True, resume_dir: Path | None = None, tune: bool = False) -> dict:
+    """Launch the TorchTrainer and return rank 0's summary.
+
+    With `tune`, the workers report kNN at each eval point and TuneReportCallback forwards rank 0's
+    reports to the enclosing Tune trial (this must then run inside a Tune function trainable).
+    """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cpus = worker_cpus(config)
     payload = {"config": explicit, "cpus": cpus, "run_dir": str(run_dir.resolve()),
                "dataset_dir": str(dataset_dir.resolve()), "stream_dir": str(stream_dir.resolve()),
-               "total": total, "progress": progress, "resume_dir": str(resume_dir) if resume_dir else None}
+               "total": total, "progress": False, "resume_dir": str(resume_dir) if resume_dir else None,
+               "tune": tune}
     resources = {"CPU": cpus, **({"GPU": 1} if config.scaling.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=payload,
@@ -96,8 +111,13 @@ def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, str
         # a fresh name per launch: reusing one makes Ray Train silently restore that run's state
         run_config=ray.train.RunConfig(name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                        storage_path=str((run_dir / "ray_train").resolve()),
+                                       callbacks=_tune_callbacks(tune),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
                                        failure_config=ray.train.FailureConfig(
                                            max_failures=config.checkpoint.max_failures, controller_failure_limit=1)))
-    result = trainer.fit()
+    from streamssl.train.progress import ProgressFollower
+
+    # the workers' own bars stay in their logs; the driver draws one from rank 0's progress file
+    with ProgressFollower(run_dir, total, config.method_name, enabled=progress and not tune):
+        result = trainer.fit()
     return result.return_value

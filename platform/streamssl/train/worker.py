@@ -38,6 +38,7 @@ class WorkerContext:
     total: int  # samples in the whole stream
     progress: bool = True
     resume_dir: Path | None = None  # a complete checkpoint to start from
+    tune: bool = False  # under Ray Tune: report kNN at every eval point (tune_report_hook)
 
 
 def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[Path], None], dict], None]) -> dict:
@@ -59,6 +60,8 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size)
     batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
     hooks = [dedup_hook(config, logger), checkpoint_hook(config, ctx, logger, sink)]
+    if ctx.tune:
+        hooks.append(tune_report_hook(config, ctx, logger))
     summary = run_loop(config, batches, ctx.total, eval_data, logger, ctx.device, rank=ctx.rank,
                        world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
                        learner=learner, state=state)
@@ -116,6 +119,51 @@ def checkpoint_hook(config: RunConfig, ctx: WorkerContext, logger, sink) -> Call
         sink(save, {"samples_seen": state.samples_seen, "update": learner.update, "knn": state.last_knn})
 
     return hook
+
+
+def tune_report_hook(config: RunConfig, ctx: WorkerContext, logger) -> Callable:
+    """Under Ray Tune, every rank reports once per eval point reached before the end.
+
+    `ray.train.report` is a barrier, so every rank reports at the same stream positions (known to
+    all from the config); only rank 0's metrics reach Tune (TuneReportCallback), and only rank 0
+    evaluated, so the others send placeholders. Metrics are flushed first so that a trial the
+    scheduler stops here keeps its curve on disk. The end of the stream is reported by the trial
+    driver once the run's outputs are written, so a stop decision there cannot cut them short.
+    """
+    import ray.train
+
+    from streamssl.train.evaluate import eval_positions
+
+    pending = [p for p in eval_positions(config.eval.points, ctx.total) if p < ctx.total]
+
+    def hook(learner: Learner, state: LoopState) -> None:
+        due = [p for p in pending if p <= state.samples_seen]
+        if not due:
+            return
+        del pending[:len(due)]
+        logger.flush()
+        ray.train.report(eval_metrics(state.evals if ctx.rank == 0 else [], ctx.total, learner.update))
+
+    return hook
+
+
+def eval_metrics(evals: list, total: int, updates: int) -> dict:
+    """Tune metrics after the latest eval: kNN, running kNN AUC over progress, and the position.
+
+    Args:
+        evals: (samples_seen, top1) pairs in stream order (LoopState.evals); empty on ranks > 0.
+    """
+    from streamssl.evaluation.metrics import area_under_curve
+
+    if not evals:
+        return {"knn": float("nan"), "knn_auc": float("nan"), "progress": 0.0, "samples_seen": 0,
+                "updates": updates}
+    seen = [s for s, _ in evals]
+    progress = [s / max(total, 1) for s in seen]
+    values = [v for _, v in evals]
+    auc = area_under_curve(progress, values) if len(evals) > 1 else values[0]
+    return {"knn": values[-1], "knn_auc": auc, "progress": round(progress[-1], 6), "samples_seen": seen[-1],
+            "updates": updates}
 
 
 def local_sink(run_dir: Path, keep: int) -> Callable:

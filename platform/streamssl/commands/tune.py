@@ -1,0 +1,64 @@
+"""`streamssl tune SEARCH.yaml --out DIR [--resume] [--address URL]`: a Ray Tune search over a pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("tune", help="Ray Tune search over a pipeline (see tune/README.md)")
+    parser.add_argument("spec", help="search spec YAML: base pipeline, space, search settings")
+    parser.add_argument("--out", help="search directory: leaderboard, best.yaml, figures, trials/ "
+                        "(with --address: an absolute path on the cluster, default $STREAMSSL_RUNS/JOB_ID)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the search in --out; finished trials are not rerun")
+    parser.add_argument("--address", help="run the whole search on this cluster as a Ray job "
+                        "(Jobs API URL, e.g. http://HOST:8265) and follow it")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from streamssl.errors import StreamSSLError
+    from streamssl.tune.spec import load_spec
+
+    spec = load_spec(args.spec)  # every bad input fails here, before Ray or a network call
+    if args.address:
+        return _remote(spec, args)
+    if not args.out:
+        raise StreamSSLError("tune needs --out DIR (the search directory)")
+    return _local(spec, Path(args.out), args.resume)
+
+
+def _local(spec, out: Path, resume: bool) -> int:
+    from streamssl.tune.leaderboard import best_row, records_from_results, write_outputs
+    from streamssl.tune.search import run_search
+
+    grid = run_search(spec, out, resume=resume)
+    frame = write_outputs(spec, records_from_results(grid, spec), out.resolve())
+    best = best_row(frame)
+    done = int((frame["status"] == "completed").sum()) if len(frame) else 0
+    summary = (f"best trial {best['trial']}: final kNN {best['final_knn']:.4f} -> {out / 'best.yaml'}"
+               if best else "no trial completed")
+    print(f"{len(frame)} trials, {done} completed; {summary}; leaderboard: {out / 'leaderboard.md'}")
+    return 0 if best else 1
+
+
+def _remote(spec, args: argparse.Namespace) -> int:
+    from streamssl import jobs
+    from streamssl.tune import remote
+
+    job = remote.prepare(spec, args.out, resume=args.resume)
+    client = jobs.connect(args.address)
+    job_id = remote.submit(client, job)
+    print(job_id, flush=True)
+    try:
+        status = jobs.follow(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; {job_id} keeps running (streamssl jobs stop {job_id} "
+              f"--address {client.get_address()})", file=sys.stderr)
+        raise
+    print(status, flush=True)
+    jobs.require_success(client, job_id, status)
+    return 0

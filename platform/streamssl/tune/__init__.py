@@ -1,0 +1,1 @@
+"""Ray Tune searches over a pipeline (`streamssl tune`): spec, search, trial, leaderboard, plots."""

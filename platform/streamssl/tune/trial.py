@@ -1,0 +1,47 @@
+"""The Tune function trainable: one trial = one pipeline run through Ray Train.
+
+The trial actor is only a driver (it holds a token CPU share); its TorchTrainer's workers take the
+pipeline's scaling. Workers report kNN at each eval point (ASHA acts on those); this driver reports
+the end once the run directory is complete, so a stop decision there cannot cut outputs short.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamssl.tune.spec import plain_params, trial_config
+
+STARTS_FILE = "trial_starts.txt"  # one line per launch of a trial: resumes must not relaunch finished ones
+
+
+def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str) -> None:
+    """Run the base pipeline with this trial's params into TRIALS_DIR/<trial_id>.
+
+    Args:
+        params: the sampled space values, dotted config keys.
+        base_flat: the base pipeline's dotted keys (spec overrides applied).
+        pinned: keys the search driver fixed for every trial (the prepared dataset dir, CPUs per
+            worker), so trials neither prepare data concurrently nor size themselves per node.
+        trials_dir: absolute folder holding one run directory per trial.
+    """
+    import ray.tune
+
+    from streamssl.train.runner import run_pipeline
+
+    run_dir = Path(trials_dir) / ray.tune.get_context().get_trial_id()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / STARTS_FILE, "a") as starts:
+        starts.write("start\n")
+    config = trial_config(base_flat, {**pinned, **plain_params(params)})
+    info = run_pipeline(config, run_dir, progress=False, trainer="ray", tune=True)
+    ray.tune.report(final_metrics(run_dir, info))
+
+
+def final_metrics(run_dir: Path, info: dict) -> dict:
+    """The end-of-stream report: final kNN, its AUC over progress, position and updates."""
+    from streamssl.evaluation.metrics import summarize
+    from streamssl.evaluation.metrics_log import load_metrics
+
+    stats = summarize(load_metrics(run_dir), info.get("num_classes"))
+    return {"knn": float(info["final_knn"]), "knn_auc": stats["auc"], "progress": 1.0,
+            "samples_seen": int(info["samples_seen"]), "updates": int(info["updates"])}
