@@ -14,7 +14,7 @@ import sys
 
 from streamssl.errors import StreamSSLError
 
-COMMANDS = ["prepare", "stream", "run", "report", "demo", "bench", "submit", "jobs"]
+COMMANDS = ["prepare", "score", "stream", "run", "report", "demo", "bench", "submit", "jobs", "tune"]
 
 
 def build_parser() -> argparse.ArgumentParser:

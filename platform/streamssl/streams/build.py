@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from streamssl.errors import ConfigError
 from streamssl.ray_setup import init_ray
 from streamssl.streams.materialize import materialize, planned_table
-from streamssl.streams.plan import plan_sha256, plan_stream
+from streamssl.streams.plan import descending_key, parse_order_by, plan_sha256, plan_stream
 
 DEFAULT_SHARD_SIZE = 5000
 
@@ -32,7 +32,7 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         kind, samples_per_class, blend_ratio, class_order, classes_per_segment, seed: as in
             `plan_stream`; class_order may also name a file of class ids or names.
         label_column: manifest column the stream segments by (e.g. `coarse_label`).
-        order_by: manifest column sorting the `custom` kind.
+        order_by: manifest column sorting the `custom` kind, ascending; `-COLUMN` sorts descending.
         shard_size: samples per stream shard.
         strict: stop at the first bad sample.
         args: the command line's arguments, recorded in stream.json.
@@ -81,12 +81,18 @@ def _label_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
     return manifest[name].to_numpy(np.int64)
 
 
-def _order_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
+def _order_column(manifest: pd.DataFrame, spec: str) -> np.ndarray:
+    """The sort key of `--order-by COLUMN` (ascending) or `--order-by -COLUMN` (descending)."""
+    name, descending = parse_order_by(spec)
     if name not in manifest.columns:
-        raise ConfigError(f"--order-by: unknown column {name!r}")
+        scores = [c for c in manifest.columns if c.startswith("difficulty")]
+        have = f"score columns: {', '.join(scores)}" if scores else "no score columns yet"
+        raise ConfigError(f"--order-by: unknown column {name!r} ({have}; `streamssl score DATASET_DIR "
+                          "--by loss|class-distance` adds difficulty_loss / difficulty_class_distance)")
     if not pd.api.types.is_numeric_dtype(manifest[name]) or pd.api.types.is_bool_dtype(manifest[name]):
         raise ConfigError(f"--order-by: column {name!r} is not numeric")
-    return manifest[name].to_numpy()
+    values = manifest[name].to_numpy()
+    return descending_key(values) if descending else values
 
 
 def _class_names(info: dict, label_column: str) -> list[str] | None:

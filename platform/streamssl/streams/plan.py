@@ -221,15 +221,32 @@ def blend_boundaries(plan: np.ndarray, sizes: np.ndarray, blend_ratio: float,
 
 
 def _custom(chosen: np.ndarray, sample_rank: np.ndarray, order_by, n: int, seed: int) -> np.ndarray:
+    """`chosen` sorted by the key (ascending), ties by class order, then by a seeded shuffle."""
     if order_by is None:
         raise ConfigError("--order-by: the custom kind needs a column to order by")
     key = np.asarray(order_by)
     if key.shape != (n,) or not np.issubdtype(key.dtype, np.number):
         raise ConfigError("--order-by: need one numeric value per sample")
-    if np.isnan(key.astype(np.float64, copy=False)).any():
-        raise ConfigError("--order-by: the column has missing values")
+    if not np.isfinite(key[chosen].astype(np.float64, copy=False)).all():
+        raise ConfigError("--order-by: the column has missing or infinite values")
     tie = rng_for(seed, _SEGMENT_MIX).permutation(len(chosen))
     return chosen[np.lexsort((tie, sample_rank[chosen], key[chosen]))]
+
+
+def parse_order_by(spec: str) -> tuple[str, bool]:
+    """`column` -> (column, False); `-column` -> (column, True): descending (e.g. hard to easy)."""
+    column = spec[1:] if spec.startswith("-") else spec
+    if not column:
+        raise ConfigError(f"--order-by: {spec!r} names no column")
+    return column, spec.startswith("-")
+
+
+def descending_key(values: np.ndarray) -> np.ndarray:
+    """A sort key whose ascending order is `values`' descending order (exact for every dtype:
+    integers become int64 before negating, so unsigned ids do not wrap)."""
+    if np.issubdtype(values.dtype, np.integer):
+        return -values.astype(np.int64)
+    return -values.astype(np.float64, copy=False)
 
 
 def plan_sha256(plan: np.ndarray) -> str:

@@ -52,10 +52,14 @@ def stream_args(config: RunConfig) -> dict:
 
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     """The materialized stream dir for this config, built on first use (cached by its arguments)."""
+    from streamssl.scoring import ensure_scored
     from streamssl.streams.build import build_stream
 
     args = stream_args(config)
-    out = dataset_dir / "streams" / f"{args['kind']}-{_digest(args)}"
+    # a curriculum column is scored on first use; its checksum keys the cache, so re-scoring rebuilds
+    score_sha = ensure_scored(dataset_dir, args["order_by"]) if args["order_by"] else None
+    key = {**args, "score_sha256": score_sha} if score_sha else args
+    out = dataset_dir / "streams" / f"{args['kind']}-{_digest(key)}"
     if not (out / "stream.json").exists():
         log.info("materializing the %s stream into %s", args["kind"], out)
         build_stream(str(dataset_dir), str(out), **args)

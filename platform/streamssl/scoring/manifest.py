@@ -1,0 +1,88 @@
+"""Adding a score column to a prepared dataset: manifest.parquet and dataset.json, atomically.
+
+Each file is written to a temporary name in the same folder and renamed over the original, so a
+reader sees the old or the new file, never half of one; a lock file serializes concurrent
+scorers of one dataset (each rewrites the whole manifest, so they would otherwise drop each
+other's columns). Rows, their order and every other column are kept, so streams built from the
+dataset (which point at shard offsets, not at the manifest) stay valid.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from streamssl.errors import ConfigError
+
+# Written by `streamssl prepare`; a score must never replace them.
+CORE_COLUMNS = frozenset({"key", "index", "shard", "offset", "nbytes", "size", "ext", "width", "height"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_column_name(column: str, existing: list[str], scores: dict, force: bool) -> None:
+    """Refuse names that would clobber the dataset's own columns.
+
+    A column recorded in dataset.json's `scores` is overwritten freely; any other existing
+    column only with `force`, and the core and label columns never.
+    """
+    if not _NAME.fullmatch(column):
+        raise ConfigError(f"--column: {column!r} is not a plain name (letters, digits, _; "
+                          "a leading '-' is how order_by asks for descending order)")
+    if column in CORE_COLUMNS or column == "label" or column.endswith(("_label", "_name")):
+        raise ConfigError(f"--column: {column!r} is one of the dataset's own columns; choose another name")
+    if column in existing and column not in scores and not force:
+        raise ConfigError(f"--column: {column!r} already exists and is not a recorded score; "
+                          "pass --force to overwrite it")
+
+
+@contextmanager
+def dataset_lock(dataset_dir: str | Path):
+    """An exclusive advisory lock on DIR/.score.lock for the read-modify-write of the manifest."""
+    with open(Path(dataset_dir) / ".score.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_score(dataset_dir: str | Path, column: str, values: np.ndarray, record: dict) -> None:
+    """Set manifest column `column` to `values` (float32, one per row) and record it in dataset.json.
+
+    The caller holds `dataset_lock`. The manifest is replaced first: a crash in between leaves
+    a column that dataset.json does not list yet, which re-scoring with --force repairs.
+    """
+    path = Path(dataset_dir) / "manifest.parquet"
+    table = pq.read_table(path)
+    if table.num_rows != len(values):
+        raise ConfigError(f"{dataset_dir}: manifest has {table.num_rows} rows but {len(values)} scores "
+                          "(changed while scoring?)")
+    array = pa.array(np.asarray(values, dtype=np.float32))
+    if column in table.column_names:
+        table = table.set_column(table.column_names.index(column), column, array)
+    else:
+        table = table.append_column(column, array)
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    info_path = Path(dataset_dir) / "dataset.json"
+    info = json.loads(info_path.read_text())
+    info["scores"] = {**(info.get("scores") or {}), column: record}
+    # the layout `prepare` writes: one top-level field per line, values compact
+    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()) + "\n}\n"
+    _atomic(info_path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
