@@ -1,7 +1,8 @@
 """Pipeline configuration: typed sections, YAML deltas, dotted `key=value` overrides.
 
 Resolution order, lowest to highest: the dataclass defaults here, the chosen method's presets
-(e.g. `minred` sets `learner.schedule: minred`), then explicit values (pipeline file and command
+(e.g. `minred` sets `learner.schedule: minred`), its presets for the chosen stream kind
+(`stream_presets`, e.g. scale's iid threshold), then explicit values (pipeline file and command
 line alike). Every key is checked against the schema before any work starts.
 """
 
@@ -63,6 +64,7 @@ class LearnerConfig:
     channels_last: bool | str = "auto"  # auto | true | false
     threads: int | None = None  # torch threads; default: the CPUs given to the worker
     grad_cosine: bool = True  # log cosine similarity of consecutive update gradients
+    replay: bool = True  # accv: false trains on the incoming batch only and keeps no memory
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,9 @@ def resolve(explicit: dict[str, Any]) -> RunConfig:
     name = explicit.get("method.name", "imai")
     if name not in METHODS:
         raise ConfigError(f"method.name: unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
-    merged = {**METHODS[name].presets, **explicit}
+    kind = explicit.get("stream.kind", StreamConfig.kind)
+    by_stream = getattr(METHODS[name], "stream_presets", {}).get(kind, {})  # e.g. scale's iid threshold
+    merged = {**METHODS[name].presets, **by_stream, **explicit}
     config = _build(merged)
     from streamssl.validation import validate
 

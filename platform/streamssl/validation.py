@@ -21,6 +21,7 @@ def _require(ok: bool, message: str) -> None:
 def validate(config: RunConfig) -> None:
     """Reject configs that would fail (or silently misbehave) later, before any work starts."""
     from streamssl.buffers import POLICIES
+    from streamssl.methods import METHODS
 
     learner, buffer, ev = config.learner, config.buffer, config.eval
     _require(config.stream.kind in STREAM_KINDS, f"stream.kind: unknown kind {config.stream.kind!r}")
@@ -33,6 +34,10 @@ def validate(config: RunConfig) -> None:
     for key in ("bf16", "channels_last"):
         value = getattr(learner, key)
         _require(value in ("auto", True, False), f"learner.{key}: auto, true or false, got {value!r}")
+    _require(learner.replay or learner.schedule == "accv",
+             "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
+    _require(not getattr(METHODS[config.method_name], "needs_stream_rows", False) or learner.schedule == "accv",
+             f"learner.schedule: method {config.method_name!r} needs the accv schedule, got {learner.schedule!r}")
     _require(buffer.policy in POLICIES, f"buffer.policy: unknown policy {buffer.policy!r} "
              f"(known: {', '.join(sorted(POLICIES))})")
     _require(buffer.size >= learner.stream_batch,

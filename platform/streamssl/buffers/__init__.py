@@ -4,22 +4,25 @@ from streamssl.buffers.base import SelectionPolicy
 from streamssl.buffers.dedup import global_dedup, global_dedup_naive
 from streamssl.buffers.diverse import Diverse
 from streamssl.buffers.fifo import FIFO
+from streamssl.buffers.psa import PSA, psa_select
 from streamssl.buffers.reservoir import Reservoir
 from streamssl.buffers.selection import oldest, select_diverse, select_diverse_naive
 from streamssl.buffers.storage import ReplayBuffer
 
-POLICIES: dict[str, type[SelectionPolicy]] = {"fifo": FIFO, "reservoir": Reservoir, "diverse": Diverse}
+POLICIES: dict[str, type[SelectionPolicy]] = {"fifo": FIFO, "reservoir": Reservoir, "diverse": Diverse, "psa": PSA}
 
 __all__ = [
     "POLICIES",
     "FIFO",
     "Diverse",
+    "PSA",
     "ReplayBuffer",
     "Reservoir",
     "SelectionPolicy",
     "global_dedup",
     "global_dedup_naive",
     "oldest",
+    "psa_select",
     "select_diverse",
     "select_diverse_naive",
 ]

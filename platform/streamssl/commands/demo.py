@@ -1,8 +1,8 @@
 """`streamssl demo`: the main job on the embedded default (Debian's Fashion-MNIST, CPU preset).
 
 Prepares Fashion-MNIST, builds its iid / seq / seq-bl / seq-im streams (summaries + a PNG of the
-class at each stream position), then trains imai, empssl and minred on seq, seq-bl and seq-im and
-ends with the Table-1-style report and the paths of its plots.
+class at each stream position), then trains the paper's four methods (imai, empssl, minred, scale)
+on seq, seq-bl and seq-im and ends with the Table-1-style report and the paths of its plots.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ STREAMS = ["iid", "seq", "seq-bl", "seq-im"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="Fashion-MNIST streams + imai vs empssl vs minred (CPU preset)")
+    parser = sub.add_parser("demo", help="Fashion-MNIST streams + imai vs empssl vs minred vs scale (CPU preset)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--pipeline", default=str(PIPELINE), help="pipeline to run (default fmnist-cpu)")
-    parser.add_argument("--methods", default="imai,empssl,minred", help="comma-separated method names")
+    parser.add_argument("--methods", default="imai,empssl,minred,scale", help="comma-separated method names")
     parser.add_argument("--streams", default="seq,seq-bl,seq-im", help="comma-separated stream kinds to train on")
     parser.add_argument("--streams-only", action="store_true", help="stop after building the streams")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every run")

@@ -5,10 +5,10 @@ from streamssl.methods.byol import BYOL
 from streamssl.methods.empssl import EMPSSL
 from streamssl.methods.imai import Imai
 from streamssl.methods.minred import MinRed
+from streamssl.methods.scale import Scale
 from streamssl.methods.simclr import SimCLR
 
 METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed,
-                                    "simclr": SimCLR,
-                                    "byol": BYOL}
+                                    "simclr": SimCLR, "byol": BYOL, "scale": Scale}
 
 __all__ = ["METHODS", "Method", "MethodParams", "StepOutput"]

@@ -1,8 +1,10 @@
 """SimCLR (Chen et al., ICML 2020) as the SCALE repo's online baseline (method-spec 5.2).
 
 Two views, projector Linear-BN-ReLU-Linear, NT-Xent with temperature 0.5; the buffer ranks samples
-by normalize(z1 + z2). With several workers (torch.distributed initialized), the projections are
-all-gathered so every anchor sees the negatives of the whole global batch.
+by normalize(z1 + z2). With replay (the default) each update adds B replayed samples; with
+`learner.replay=false` every update sees the incoming stream batch only (SimCLR without replay).
+With several workers (torch.distributed initialized), the projections are all-gathered so every
+anchor sees the negatives of the whole global batch.
 https://arxiv.org/abs/2002.05709
 """
 
@@ -54,8 +56,8 @@ def gather_views(z1: torch.Tensor, z2: torch.Tensor) -> dict:
 class SimCLR(Method):
     Params = SimCLRParams
     # replay on by default (the learner's accv schedule: B new + B replayed, reservoir memory as
-    # the SCALE repo's Co2L/CaSSLe scripts); pure online SimCLR as in run-simclr.sh needs a
-    # no-replay switch in the learner (see the issue-6 report)
+    # the SCALE repo's Co2L/CaSSLe scripts); `learner.replay=false` gives the pure online SimCLR of
+    # its run-simclr.sh (add learner.k=10: K updates on the incoming batch only, no memory)
     presets = {"learner.schedule": "accv", "buffer.policy": "reservoir"}
 
     def __init__(self, params: SimCLRParams, model: ModelConfig) -> None:

@@ -6,6 +6,14 @@ Replay schedules (method-spec 2.6):
            buffer once it holds 2B; resize after the K updates.
   minred - no training until the buffer is full; resize before the K updates; every update draws
            B samples from the whole buffer.
+With `learner.replay: false` (accv only) every update uses the incoming batch alone and the batch
+leaves the buffer after its K updates, so no memory is kept (pure online training).
+
+Optional method hooks: `begin_batch(images, generator)` runs once per stream batch before its K
+updates, and every update's rows then start with those B incoming images (SCALE's fixed stream
+views and past model). A policy with `embeds = True` (PSA) ranks raw backbone embeddings: the
+buffer holds backbone-sized features, gets no EMA features from the updates, and is re-embedded
+by the current model (`method.memory_embeddings`, or eval-mode `embed`) right before each resize.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from streamssl import distributed
+from streamssl.augment import eval_transform
 from streamssl.buffers import POLICIES, ReplayBuffer
 from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
@@ -56,9 +65,11 @@ class Learner:
             self.method = self.method.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.method, lc.lr, lc.momentum, lc.weight_decay, lc.lars, lc.lars_eta)
         size = config.model.image_size
-        self.buffer = ReplayBuffer(config.buffer.size, (3, size, size), self.method.feature_dim,
-                                   max_batch=lc.stream_batch, device=device)
         policy_cls = POLICIES[config.buffer.policy]
+        self.embeds = getattr(policy_cls, "embeds", False)
+        feature_dim = self.method.feat_dim if self.embeds else self.method.feature_dim
+        self.buffer = ReplayBuffer(config.buffer.size, (3, size, size), feature_dim,
+                                   max_batch=lc.stream_batch, device=device)
         self.policy = policy_cls(policy_cls.Params())
         self.aug_gen = torch.Generator(device).manual_seed(config.seed * 7919 + rank)
         self.buffer_gen = torch.Generator().manual_seed(config.seed * 104729 + rank)
@@ -77,20 +88,47 @@ class Learner:
         new = self.buffer.insert(images, keys, labels)
         if self.config.learner.schedule == "minred":
             return self._observe_minred()
+        begin = getattr(self.method, "begin_batch", None)
+        if begin is not None:
+            begin(self.buffer.images[new], self.aug_gen)
         results = [self._accv_update(new) for _ in range(self.config.learner.k)]
+        if not self.config.learner.replay:
+            self.buffer.remove(new)  # the buffer only carried the batch through its updates
+            return results
+        if self.embeds and len(self.buffer) > self.buffer.capacity:
+            self._embed_buffer()
         self.buffer.resize(self.policy, self.buffer_gen)
         return results
 
     def _accv_update(self, new: torch.Tensor) -> UpdateResult:
         b = new.numel()
         replay = torch.empty(0, dtype=torch.long)
-        if len(self.buffer) >= 2 * b:
+        if self.config.learner.replay and len(self.buffer) >= 2 * b:
             replay = self.buffer.sample(b, self.buffer_gen, exclude=new)
         return self._update(torch.cat([new.cpu(), replay.cpu()]))
+
+    def _embed_buffer(self) -> None:
+        """Overwrite buffer.features with raw backbone embeddings of every entry (for PSA)."""
+        embed = getattr(self.method, "memory_embeddings", None) or self._eval_embeddings
+        # raw, not update_features: that would L2-normalize and EMA them
+        self.buffer.features.copy_(embed(self.buffer.images))
+
+    @torch.no_grad()
+    def _eval_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """Eval-mode backbone features (N, feat_dim), inputs normalized as the crops (CropParams' 0.5)."""
+        was_training = self.method.training
+        self.method.eval()
+        try:
+            return torch.cat([self.method.embed(eval_transform(images[i:i + 512], (0.5,) * 3, (0.5,) * 3)).float()
+                              for i in range(0, images.shape[0], 512)])
+        finally:
+            self.method.train(was_training)
 
     def _observe_minred(self) -> list[UpdateResult]:
         if len(self.buffer) < self.buffer.capacity:
             return []
+        if self.embeds and len(self.buffer) > self.buffer.capacity:
+            self._embed_buffer()
         self.buffer.resize(self.policy, self.buffer_gen)
         b = self.config.learner.stream_batch
         return [self._update(self.buffer.sample(b, self.buffer_gen)) for _ in range(self.config.learner.k)]
@@ -115,7 +153,8 @@ class Learner:
         self.optimizer.step()
         self.update += 1
         self.method.after_step(self.update, self.total_updates)
-        self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
+        if not self.embeds:
+            self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
         return UpdateResult(self.update, loss.item(), lr, int(slots.numel()), cosine, out.parts)
 
     def _average_gradients(self) -> None:
