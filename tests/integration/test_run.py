@@ -61,3 +61,16 @@ def test_linear_probe_at_every_point_and_off(data_root, tmp_path):
 def test_bad_linear_setting_is_one_line(tmp_path, capsys):
     assert main(["run", "pipelines/smoke.yaml", "eval.linear=sometimes", "--out", str(tmp_path / "x")]) == 2
     assert "eval.linear" in capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("method, kind", [("simclr", "iid"), ("byol", "seq-bl"), ("scale", "seq-im"),
+                                          ("empssl", "iid")])
+def test_methods_on_the_other_stream_kinds(method, kind, data_root, tmp_path):
+    """The learner is stream-agnostic; these pairs cover every kind besides the default seq."""
+    run_dir = tmp_path / f"{method}-{kind}"
+    assert main(["run", "pipelines/smoke.yaml", f"method.name={method}", f"stream.kind={kind}",
+                 "--out", str(run_dir), "--no-progress"]) == 0
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["stream"] == kind and info["updates"] > 0
+    knn = pd.read_parquet(run_dir / "metrics.parquet").query("metric == 'eval/knn_top1'")
+    assert knn.samples_seen.iloc[-1] == info["samples_seen"] and len(knn) == 3
