@@ -54,6 +54,11 @@ def test_asha_stops_the_harmful_trial_before_the_end(search):
     assert row["status"].startswith("stopped at")
     progress = pd.read_parquet(out / "trials" / row["trial"] / "metrics.parquet")["progress"].max()
     assert progress < 1.0 and row["updates"] < 8
+    # the stopped trial's worker placement group was released, not left holding its CPUs
+    import ray.util
+
+    group = (out / "trials" / row["trial"] / "workers" / "rank0.placement_group").read_text().strip()
+    assert ray.util.placement_group_table()[group]["state"] == "REMOVED"
 
 
 def test_best_yaml_runs(search, tmp_path):

@@ -57,7 +57,7 @@ def rank_num_samples(stream_dir: str, rank: int = 0, world_size: int = 1, block:
 
 def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: int = 1,
                 size: int | tuple[int, int] | None = None, chunk_bytes: int = CHUNK_BYTES,
-                concurrency: int | None = None):
+                concurrency: int | None = None, num_cpus: float | None = None):
     """A rank's share of a stream as an ordered Ray Dataset.
 
     Args:
@@ -68,6 +68,10 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
         chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
+        num_cpus: logical CPUs each read task asks for (default Ray Data's 1). Inside Ray Train
+            a fraction keeps reads schedulable next to workers and other trials' placement
+            groups, which can leave less than one whole CPU free (a read asking for 1 then
+            waits forever).
 
     Returns:
         ray.data.Dataset with rows `key` (str, dataset key), `pos` (int64 stream position),
@@ -81,7 +85,8 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
                     split.remainder[1] - 1, split.remainder[1] - split.remainder[0], world_size, block)
     chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency)
+    return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
+                                    num_cpus=num_cpus)
 
 
 def _resize_hw(size) -> tuple[int, int] | None:

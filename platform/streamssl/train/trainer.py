@@ -18,6 +18,12 @@ from streamssl.config import RunConfig, resolve
 
 log = logging.getLogger(__name__)
 
+# Each worker's stream reads ask for a quarter CPU, at most 2 at once: placement groups of workers
+# and of concurrent Tune trials can leave less than one whole logical CPU free, and read tasks
+# asking for 1 CPU then never start (measured: 2 trials deadlocked with 0.98 CPU free).
+READ_CPUS = 0.25
+READ_CONCURRENCY = 2
+
 
 def worker_cpus(config: RunConfig) -> float:
     """CPUs per worker: what the pipeline says, else a share that leaves room for Ray Data's readers."""
@@ -44,7 +50,7 @@ def train_loop_per_worker(payload: dict) -> dict:
     _write_pid(run_dir, rank)
     wctx = WorkerContext(rank, world, device, run_dir, Path(payload["dataset_dir"]), Path(payload["stream_dir"]),
                          payload["total"], payload.get("progress", True), _resume_dir(payload),
-                         tune=payload.get("tune", False))
+                         tune=payload.get("tune", False), read_cpus=READ_CPUS, read_concurrency=READ_CONCURRENCY)
     summary = run_worker(config, wctx, _report_sink)
     if not wctx.tune:  # under Tune the trial driver reports the end, after the run's outputs are written
         ray.train.report({"samples_seen": summary["samples_seen"], "final_knn": summary["final_knn"]})
@@ -73,10 +79,37 @@ def _report_sink(save, metrics: dict) -> None:
 
 
 def _write_pid(run_dir: Path, rank: int) -> None:
-    """Worker PIDs, for operators (and the fault-tolerance test) to find a worker to stop."""
+    """Worker PIDs, for operators (and the fault-tolerance test) to find a worker to stop, and the
+    workers' placement group, which a Tune driver releases when it stops the trial early."""
+    import ray.util
+
     folder = run_dir / "workers"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"rank{rank}.pid").write_text(str(os.getpid()))
+    group = ray.util.get_current_placement_group()
+    if group is not None:
+        (folder / f"rank{rank}.placement_group").write_text(group.id.hex())
+
+
+def release_placement_groups(run_dir: Path) -> int:
+    """Remove the placement groups this run's workers recorded; returns how many were removed.
+
+    A Tune trial stopped early (ASHA) dies with its Train controller, but the workers' placement
+    group is scoped to the search driver's job and outlives them, holding its CPUs: a few stopped
+    trials leave too little for the next trial's workers, which then wait forever.
+    """
+    import ray.util
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    removed = 0
+    for path in sorted((Path(run_dir) / "workers").glob("rank*.placement_group")):
+        group_id = path.read_text().strip()
+        state = ray.util.placement_group_table().get(group_id, {}).get("state")
+        if state in ("CREATED", "PENDING", "RESCHEDULING"):
+            ray.util.remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group_id))))
+            removed += 1
+    return removed
 
 
 def _tune_callbacks(tune: bool) -> list:

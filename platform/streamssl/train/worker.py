@@ -39,6 +39,8 @@ class WorkerContext:
     progress: bool = True
     resume_dir: Path | None = None  # a complete checkpoint to start from
     tune: bool = False  # under Ray Tune: report kNN at every eval point (tune_report_hook)
+    read_cpus: float | None = None  # logical CPUs per stream read task (Ray Train: a fraction)
+    read_concurrency: int | None = None  # read tasks at once (None: as many as CPUs allow)
 
 
 def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[Path], None], dict], None]) -> dict:
@@ -57,7 +59,8 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
         logger.resume(_metrics_up_to(ctx.run_dir, state.samples_seen))
     eval_data = load_eval_data(config, ctx.dataset_dir) if ctx.rank == 0 else None
     b = config.learner.stream_batch
-    stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size)
+    stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size,
+                         num_cpus=ctx.read_cpus, concurrency=ctx.read_concurrency)
     batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
     hooks = [dedup_hook(config, logger), checkpoint_hook(config, ctx, logger, sink)]
     if ctx.tune:

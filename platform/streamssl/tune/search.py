@@ -136,6 +136,22 @@ def _trainable(spec: SearchSpec, out: Path, pinned: dict):
     return tune.with_resources(bound, {"CPU": DRIVER_CPUS})
 
 
+def _release_callback(trials_dir: Path):
+    """A Tune callback that frees a finished (completed, stopped or failed) trial's worker CPUs."""
+    from ray import tune
+
+    from streamssl.train.trainer import release_placement_groups
+
+    class ReleaseWorkerGroups(tune.Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            release_placement_groups(trials_dir / trial.trial_id)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            release_placement_groups(trials_dir / trial.trial_id)
+
+    return ReleaseWorkerGroups()
+
+
 def build_tuner(spec: SearchSpec, out: Path, pinned: dict, verbose: int = 1):
     from ray import tune
 
@@ -145,6 +161,7 @@ def build_tuner(spec: SearchSpec, out: Path, pinned: dict, verbose: int = 1):
                                     search_alg=_search_alg(spec), scheduler=_scheduler(spec),
                                     max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=verbose,
+                                  callbacks=[_release_callback(out / "trials")],
                                   failure_config=tune.FailureConfig(max_failures=0)))
 
 
