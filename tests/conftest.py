@@ -32,3 +32,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory, ray_local):
+    """A STREAMSSL_DATA root per test module: its datasets and streams are prepared once."""
+    root = tmp_path_factory.mktemp("data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STREAMSSL_DATA", str(root))
+    yield root
+    mp.undo()

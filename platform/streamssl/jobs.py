@@ -234,6 +234,22 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+def follow_to_end(client, job_id: str) -> int:
+    """Stream a job's logs, print its final status, exit 0 on SUCCEEDED (else a one-line error).
+
+    Ctrl-C stops following only; the job keeps running and the message says how to stop it.
+    """
+    try:
+        status = follow(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; {job_id} keeps running (streamssl jobs stop {job_id} "
+              f"--address {client.get_address()})", file=sys.stderr)
+        raise
+    print(status, flush=True)
+    require_success(client, job_id, status)
+    return 0
+
+
 def require_success(client, job_id: str, status: str) -> None:
     """Raise a one-line StreamSSLError unless status is SUCCEEDED (with Ray's reason when it has one)."""
     if status == "SUCCEEDED":

@@ -166,15 +166,6 @@ def test_learner_refreshes_psa_embeddings_and_calls_begin_batch_once_per_batch()
 
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory, ray_local):
-    root = tmp_path_factory.mktemp("data")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STREAMSSL_DATA", str(root))
-    yield root
-    mp.undo()
-
-
 @pytest.mark.ray
 def test_streamssl_run_on_an_iid_stream(data_root, tmp_path):
     from streamssl.cli import main

@@ -33,12 +33,4 @@ def main(args: argparse.Namespace) -> int:
         print(f"follow it with: streamssl jobs logs {job_id} --follow --address {client.get_address()}",
               file=sys.stderr)
         return 0
-    try:
-        status = jobs.follow(client, job_id)
-    except KeyboardInterrupt:
-        print(f"\nstopped following; {job_id} keeps running (streamssl jobs stop {job_id} "
-              f"--address {client.get_address()})", file=sys.stderr)
-        raise
-    print(status, flush=True)
-    jobs.require_success(client, job_id, status)
-    return 0
+    return jobs.follow_to_end(client, job_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -53,12 +52,4 @@ def _remote(spec, args: argparse.Namespace) -> int:
     client = jobs.connect(args.address)
     job_id = remote.submit(client, job)
     print(job_id, flush=True)
-    try:
-        status = jobs.follow(client, job_id)
-    except KeyboardInterrupt:
-        print(f"\nstopped following; {job_id} keeps running (streamssl jobs stop {job_id} "
-              f"--address {client.get_address()})", file=sys.stderr)
-        raise
-    print(status, flush=True)
-    jobs.require_success(client, job_id, status)
-    return 0
+    return jobs.follow_to_end(client, job_id)
