@@ -210,3 +210,46 @@ def test_dedup_round_at_world_size_1_runs_the_pure_function():
     assert removed.numel() > 0
     assert stats["removed_per_rank"] == [removed.numel()] and stats["bytes_exchanged"] == 0
     assert sorted(buf.keys) == sorted(k for i, k in enumerate(keys) if i not in set(removed.tolist()))
+
+
+# ---------------------------------------------------------------- dedup near ties, unequal thread counts
+
+PAIRS, FILLERS, TIE_DIM, PER_RANK = 12, 76, 128, 50
+
+
+def _near_tie_union() -> tuple[torch.Tensor, torch.Tensor]:
+    """[100, 128] rows: 12 pairs with cosines 0.95 + 1e-4 * (0..11), shuffled, among random rows;
+    and the float64 greedy's removal at threshold 0.9506 (the lower row of the 6 closest pairs)."""
+    g = torch.Generator().manual_seed(5)
+    cos = 0.95 + 1e-4 * torch.randperm(PAIRS, generator=g).double()
+    flat = torch.zeros(2 * PAIRS + FILLERS, TIE_DIM, dtype=torch.float64)
+    k = torch.arange(PAIRS)
+    flat[2 * k, 2 * k] = 1.0  # pair k spans dims 2k and 2k+1 ...
+    flat[2 * k + 1, 2 * k], flat[2 * k + 1, 2 * k + 1] = cos, (1 - cos**2).sqrt()
+    flat[2 * PAIRS:, 2 * PAIRS:] = torch.randn(FILLERS, TIE_DIM - 2 * PAIRS, generator=g, dtype=torch.float64)
+    turn = torch.linalg.qr(torch.randn(TIE_DIM, TIE_DIM, generator=g, dtype=torch.float64)).Q
+    place = torch.randperm(flat.shape[0], generator=g)  # ... then spread over both ranks
+    feats = torch.empty_like(flat)
+    feats[place] = flat @ turn  # a rotation keeps every cosine and makes every component count
+    lower = place[: 2 * PAIRS].view(PAIRS, 2).min(dim=1).values
+    return feats.float(), lower[torch.argsort(cos, descending=True)][: PAIRS // 2]
+
+
+def _near_tie_dedup_on_rank(rank: int) -> dict:
+    torch.set_num_threads(1 + rank)  # different BLAS blockings on the two ranks
+    feats = _near_tie_union()[0][rank * PER_RANK: (rank + 1) * PER_RANK]
+    buf = ReplayBuffer(capacity=PER_RANK, image_shape=(3, 1, 1), feature_dim=TIE_DIM, max_batch=PER_RANK)
+    slots = buf.insert(torch.zeros(PER_RANK, 3, 1, 1, dtype=torch.uint8), [f"r{rank}_{i}" for i in range(PER_RANK)],
+                       torch.zeros(PER_RANK, dtype=torch.long))
+    buf.update_features(slots, feats)
+    return global_dedup_round(buf, 0.95 + 5.5e-4, 0.5)
+
+
+def test_distributed_dedup_of_near_ties_is_the_float64_greedy_on_every_rank(tmp_path):
+    expected = _near_tie_union()[1]
+    results = _spawn(_near_tie_dedup_on_rank, tmp_path)
+    per_rank = [[i - r * PER_RANK for i in expected.tolist() if i // PER_RANK == r] for r in range(WORLD)]
+    assert all(per_rank)  # both ranks remove entries
+    assert results[0]["removed_ids"] == results[1]["removed_ids"]
+    # removal order holds within each rank's list: the 1e-4 gaps are decided as float64 decides them
+    assert results[0]["removed_ids"] == per_rank

@@ -1,9 +1,10 @@
-"""global_dedup: equals the naive greedy; threshold and max_fraction stop rules; seen-only."""
+"""global_dedup: the float64 rule up to 1e-5 and the naive greedy bit for bit; stop rules; seen-only."""
 
 import pytest
 import torch
+from greedy_reference import check_near_greedy, clusters, global_dedup_exact, global_dedup_naive, near_tie_pairs
 
-from streamssl.buffers import global_dedup, global_dedup_naive
+from streamssl.buffers import global_dedup
 
 
 def _union(m, d, seed, copies=0):
@@ -21,7 +22,7 @@ def _union(m, d, seed, copies=0):
 def test_equals_naive(threshold, max_fraction, seed):
     feats, seen, ranks = _union(300, 8, seed, copies=40)
     fast = global_dedup(feats, seen, ranks, threshold, max_fraction)
-    assert torch.equal(fast, global_dedup_naive(feats, seen, ranks, threshold, max_fraction))
+    assert torch.equal(fast, global_dedup_naive(feats, seen, threshold, max_fraction))
 
 
 def test_threshold_stops_at_the_first_dissimilar_pair():
@@ -58,3 +59,23 @@ def test_bad_arguments_raise():
         global_dedup(feats, seen, ranks[:3], 0.9, 0.5)
     with pytest.raises(ValueError, match="threshold"):
         global_dedup(feats, seen, ranks, float("nan"), 0.5)
+
+
+def test_near_ties_and_the_threshold_follow_the_float64_rule():
+    # pair cosines 0.95, 0.9501, ..., 0.9539; the threshold falls halfway between two of them
+    for seed in range(3):
+        feats, order = near_tie_pairs(40, 256, seed)
+        seen, ranks = torch.ones(80, dtype=torch.bool), torch.arange(80) // 27
+        threshold = 0.95 + 19.5e-4  # the 20 pairs at 0.9520 and above go
+        assert torch.equal(global_dedup_exact(feats, seen, threshold, 1.0), order[:20])
+        assert torch.equal(global_dedup(feats, seen, ranks, threshold, 1.0), order[:20]), seed
+        assert torch.equal(global_dedup(feats, seen, ranks, -1.0, 0.25), order[:20]), seed  # cap: 20 of 80
+
+
+@pytest.mark.parametrize("threshold", [0.9985, 0.9988])
+def test_clustered_features_follow_the_float64_rule_up_to_1e5(threshold):
+    feats = clusters(300, 64, 6, 0.05, 11)
+    seen = torch.ones(300, dtype=torch.bool)
+    removed = global_dedup(feats, seen, torch.zeros(300, dtype=torch.long), threshold, 0.6)
+    assert 0 < removed.numel() < 180  # the threshold, not the cap, ends the run
+    check_near_greedy(feats, seen, removed, 180, threshold)

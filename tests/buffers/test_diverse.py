@@ -43,12 +43,16 @@ def test_incremental_selection_equals_one_shot_over_a_stream(neighbours):
     assert incremental_steps >= 10  # the cache was really used
 
 
+def _small_buffer(seed):
+    """(dim, b, generator, prototypes, empty buffer of 40) for the short streams below."""
+    gen = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(6, 8, generator=gen)
+    return 8, 10, gen, prototypes, ReplayBuffer(40, (3, 1, 1), 8, max_batch=10)
+
+
 def test_cache_is_only_an_accelerator():
     # a policy restored without its cache (fresh) and one with it choose the same entries
-    dim, b = 8, 10
-    gen = torch.Generator().manual_seed(1)
-    prototypes = torch.randn(6, dim, generator=gen)
-    buf = ReplayBuffer(40, (3, 1, 1), dim, max_batch=b)
+    dim, b, gen, prototypes, buf = _small_buffer(1)
     warm = Diverse()
     for step in range(12):
         _stream_step(buf, step, b, gen, dim, prototypes)
@@ -60,10 +64,7 @@ def test_cache_is_only_an_accelerator():
 
 def test_cache_survives_a_reload_of_an_older_buffer_state():
     # the policy keeps its (newer) cache while the buffer goes back in time and takes another path
-    dim, b = 8, 10
-    gen = torch.Generator().manual_seed(2)
-    prototypes = torch.randn(6, dim, generator=gen)
-    buf = ReplayBuffer(40, (3, 1, 1), dim, max_batch=b)
+    dim, b, gen, prototypes, buf = _small_buffer(2)
     policy = Diverse(Diverse.Params(neighbours=2))
     snapshot = None
     for step in range(14):
@@ -77,3 +78,19 @@ def test_cache_survives_a_reload_of_an_older_buffer_state():
             expected = select_diverse(buf.features, n_remove, buf.seen, buf.lifespan)
             assert torch.equal(policy.select(buf, n_remove, gen), expected), step
             buf.remove(expected)
+
+
+def test_a_cache_from_the_old_float32_grid_is_rebuilt_not_mixed_in():
+    # checkpoints written before the float64 grid hold float32 similarities in other units
+    dim, b, gen, prototypes, buf = _small_buffer(3)
+    policy = Diverse()
+    for step in range(6):
+        _stream_step(buf, step, b, gen, dim, prototypes)
+        buf.resize(policy, gen)
+    old = {key: (t / 2.0**28).float() if t.is_floating_point() else t for key, t in policy.state_dict().items()}
+    restored = Diverse(Diverse.Params(rebuild_fraction=0.9))  # would reuse a usable cache
+    restored.load_state_dict(old)
+    _stream_step(buf, 6, b, gen, dim, prototypes)
+    expected = select_diverse(buf.features, len(buf) - 40, buf.seen, buf.lifespan)
+    assert torch.equal(restored.select(buf, len(buf) - 40, gen), expected)
+    assert restored.last_stats["computed"] == restored.last_stats["rows"]  # rebuilt from scratch

@@ -1,11 +1,25 @@
-"""select_diverse: equals the naive O(M^2)-per-removal procedure; fallback and seen rules."""
+"""select_diverse: the float64 greedy rule up to 1e-5, the naive procedure bit for bit, everywhere alike."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from greedy_reference import (
+    check_near_greedy,
+    clusters,
+    near_tie_pairs,
+    select_diverse_exact,
+    select_diverse_naive,
+)
 
-from streamssl.buffers import oldest, select_diverse, select_diverse_naive
-from streamssl.buffers.neighbours import NeighbourGraph, naive_greedy, quantize, similarity
+from streamssl.buffers import oldest, select_diverse
+from streamssl.buffers.neighbours import (
+    NeighbourGraph,
+    fixed_point_scale,
+    naive_greedy,
+    quantize,
+    similarity,
+    similarity_error_bound,
+)
 
 
 def _state(m, d, seed, seen_p=0.9, duplicates=0):
@@ -63,14 +77,25 @@ def test_unseen_entries_are_neither_candidates_nor_neighbours():
     assert torch.equal(out, torch.nonzero(seen).squeeze(1)[only_seen])
 
 
-def test_similarity_is_exact_in_any_blocking():
+def test_similarity_is_exact_in_any_blocking_and_summation_order():
     q = quantize(torch.randn(257, 96))
     full = similarity(q, q)
     assert torch.equal(full, full.T)
     assert torch.equal(full[37:150], similarity(q[37:150], q))
     assert torch.equal(full[:, 5], similarity(q, q[5:6]).squeeze(1))
-    cos = F.normalize(q) @ F.normalize(q).T
-    assert torch.allclose(full / full.diagonal().max(), cos, atol=1e-3)
+    perm = torch.randperm(96, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(full, similarity(q[:, perm], q[:, perm]))  # another order of the same sums
+
+
+def test_grid_cosine_is_within_the_bound_of_the_float64_cosine():
+    feats = torch.randn(300, 1024, generator=torch.Generator().manual_seed(1))
+    q = quantize(feats)
+    assert q.dtype == torch.float64 and torch.equal(q, q.round())
+    x = F.normalize(feats.double())
+    err = (similarity(q, q) / fixed_point_scale(1024) ** 2 - x @ x.T).abs().max()
+    assert similarity_error_bound(1024) < 5e-7
+    assert err <= similarity_error_bound(1024)
+    assert torch.equal(quantize(feats[40:41]), q[40:41])  # a row alone gets the numbers it gets in a batch
 
 
 def test_graph_rescans_when_lists_run_dry():
@@ -93,3 +118,36 @@ def test_bad_inputs_raise():
         select_diverse(feats, 1, seen[:4], life)
     with pytest.raises(ValueError, match="NaN"):
         select_diverse(torch.full((5, 3), float("nan")), 1, seen, life)
+
+
+def test_near_ties_are_ordered_as_the_float64_rule_orders_them():
+    # 40 pairs with cosines 1e-4 apart: the old 12-bit grid (error ~1e-4) swapped some of them
+    for seed in range(3):
+        feats, expected = near_tie_pairs(40, 256, seed)
+        seen, life = torch.ones(80, dtype=torch.bool), torch.ones(80, dtype=torch.long)
+        assert torch.equal(select_diverse_exact(feats, 40, seen, life), expected)
+        assert torch.equal(select_diverse(feats, 40, seen, life), expected), seed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clustered_features_follow_the_float64_rule_up_to_1e5(seed):
+    feats = clusters(400, 64, 8, 0.05, seed)
+    seen = torch.rand(400, generator=torch.Generator().manual_seed(seed)) < 0.95
+    removed = select_diverse(feats, 150, seen, torch.ones(400, dtype=torch.long))
+    check_near_greedy(feats, seen, removed, 150)
+
+
+def test_same_removals_for_any_thread_count_and_dimension_order():
+    feats = clusters(400, 192, 12, 0.05, 7)
+    seen, life = torch.ones(400, dtype=torch.bool), torch.ones(400, dtype=torch.long)
+    perm = torch.randperm(192, generator=torch.Generator().manual_seed(7))
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads, order in ((1, slice(None)), (2, slice(None)), (1, perm), (2, perm)):
+            torch.set_num_threads(threads)
+            runs.append(select_diverse(feats[:, order], 150, seen, life))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+    assert torch.equal(runs[0], select_diverse_naive(feats, 150, seen, life))

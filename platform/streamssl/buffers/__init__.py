@@ -1,12 +1,12 @@
 """Replay buffer storage, selection policies, diversity selection and global dedup."""
 
 from streamssl.buffers.base import SelectionPolicy
-from streamssl.buffers.dedup import global_dedup, global_dedup_naive
+from streamssl.buffers.dedup import global_dedup
 from streamssl.buffers.diverse import Diverse
 from streamssl.buffers.fifo import FIFO
 from streamssl.buffers.psa import PSA, psa_select
 from streamssl.buffers.reservoir import Reservoir
-from streamssl.buffers.selection import oldest, select_diverse, select_diverse_naive
+from streamssl.buffers.selection import oldest, select_diverse
 from streamssl.buffers.storage import ReplayBuffer
 
 POLICIES: dict[str, type[SelectionPolicy]] = {"fifo": FIFO, "reservoir": Reservoir, "diverse": Diverse, "psa": PSA}
@@ -20,9 +20,7 @@ __all__ = [
     "Reservoir",
     "SelectionPolicy",
     "global_dedup",
-    "global_dedup_naive",
     "oldest",
     "psa_select",
     "select_diverse",
-    "select_diverse_naive",
 ]

@@ -107,8 +107,8 @@ class Diverse(SelectionPolicy):
         """Cached lists of kept rows in current row numbers; a neighbour that changed or left is dropped."""
         n, k, cache = uid.numel(), self.params.neighbours, self._cache
         idx = torch.full((n, k), -1, dtype=torch.long, device=uid.device)
-        val = torch.full((n, k), NEG, device=uid.device)
-        bound = torch.full((n,), NEG, device=uid.device)
+        val = torch.full((n, k), NEG, dtype=torch.float64, device=uid.device)  # fixed-point units
+        bound = torch.full((n,), NEG, dtype=torch.float64, device=uid.device)
         at = at[kept]
         uid_sorted, order = torch.sort(uid)
         nbr = cache["nbr_uid"][at]
@@ -127,7 +127,9 @@ class Diverse(SelectionPolicy):
         return {key: self._cache[key].cpu().clone() for key in _CACHE_KEYS}
 
     def load_state_dict(self, state: dict) -> None:
-        self._cache = {key: state[key] for key in _CACHE_KEYS} if state else None
+        # float32 lists come from the older, coarser grid: other units, so rebuild instead
+        fresh = bool(state) and state["val"].dtype == torch.float64
+        self._cache = {key: state[key] for key in _CACHE_KEYS} if fresh else None
 
 
 def _snapshot(graph: NeighbourGraph, uid: Tensor, stamp: Tensor) -> dict[str, Tensor]:

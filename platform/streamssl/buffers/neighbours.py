@@ -1,15 +1,24 @@
 """Exact cosine nearest neighbours of a shrinking set of rows: the machinery behind every greedy removal.
 
 Why fixed point: the greedy removal rule compares nearest-neighbour similarities and breaks ties by
-index, so the incremental computation must see bit-for-bit the numbers the naive one sees. A float32
-matmul does not promise that: the rounding of one entry depends on the kernel, the blocking and the
-device, so row i of a [N, N] product can differ in the last bit from the same row computed alone,
-and S[i, j] from S[j, i]. We therefore L2-normalize each row, scale it by s (about 2^12, see
-`fixed_point_scale`) and round to integers. Every product and partial sum is then an integer below
-2^24 (Cauchy-Schwarz bounds sum |a_d b_d| by ||a|| ||b||), which float32 represents exactly, so the
-matmul is exact in any order, on any device, in any blocking, and exactly symmetric. The similarity
-is dot / s^2, the cosine on the grid: typically within 1e-4 (at most about 5e-4 at D=1024) of the
-float cosine, a price paid for results that never depend on how or where they were computed.
+index, and every rank of a global dedup must reach the same removal from the same gathered
+features, so similarities must not depend on how or where they were computed. A floating-point
+matmul does not promise that: the rounding of one entry depends on the kernel, the blocking, the
+thread count and the device, so row i of a [N, N] product can differ in the last bit from the same
+row computed alone, and S[i, j] from S[j, i]. We therefore L2-normalize each row, scale it by s
+(about 2^26.5, see `fixed_point_scale`) and round to integers, all in float64. Every product and
+partial sum of two such rows is then an integer below 2^53 (Cauchy-Schwarz bounds sum |a_d b_d| by
+||a|| ||b|| <= (s + sqrt(D)/2)^2), which float64 represents exactly, so the matmul is exact in any
+summation order, on any device, in any blocking and thread count, and exactly symmetric. The row
+norms are summed in a fixed pairwise order (`_row_norms`), so the grid itself is the same
+everywhere too.
+
+What is exact and what is not: the similarity is dot / s^2, the cosine on the grid. It differs
+from the float64 cosine of the features by at most `similarity_error_bound(D)` (sqrt(D) / s:
+3.4e-7 at D=1024, typically about 1e-8), so the greedy rule on the grid makes the choice of the
+exact float64 greedy rule whenever the candidates differ by more than twice that, and always where
+they differ by more than 1e-5 (dimensions above about 225,000 are refused). Exact ties on the grid
+(mutual nearest neighbours always tie) go to the lowest index.
 
 A `NeighbourGraph` keeps for every row a short list of its top-k neighbours and an upper bound on
 its similarity to every live row outside the list. Removing a row only touches rows whose best
@@ -20,63 +29,81 @@ row of similarities) only when no listed entry is left above its bound.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 NEG = float("-inf")
 LIST_LEN = 8  # neighbours listed per row: more means fewer rescans, a little more memory and merging
-_BLOCK_ELEMS = 1 << 26  # similarity entries materialized at once (256 MiB of float32)
+_BLOCK_ELEMS = 1 << 25  # similarity entries materialized at once (256 MiB of float64)
 _QUANTIZE_ROWS = 4096
+RESOLUTION = 1e-5  # candidates further apart than this are ordered as the exact float64 rule orders them
 
 
 def fixed_point_scale(dim: int) -> int:
-    """Largest scale s with (s + sqrt(D)/2)^2 < 2^24, so integer dot products stay exact in float32."""
-    scale = math.floor(4095 - math.sqrt(dim) / 2) - 1
-    if scale < 64:
-        raise ValueError(f"feature dimension {dim} is too large for exact fixed-point similarity")
+    """Largest scale s with (s + sqrt(D)/2)^2 < 2^53, so integer dot products stay exact in float64."""
+    scale = math.floor(2.0 ** 26.5 - math.sqrt(dim) / 2) - 1
+    bound = _error_bound(dim, scale)
+    if 2 * bound >= RESOLUTION:
+        raise ValueError(f"feature dimension {dim} is too large for fixed-point similarity: cosines would be "
+                         f"off by up to {bound:.1e}, above the {RESOLUTION / 2:.0e} that keeps the greedy exact")
     return scale
+
+
+def _error_bound(dim: int, scale: int) -> float:
+    # q = s a + e with a the exact unit row and |e_d| <= 1/2 plus at most 1e-7 of float64 normalization
+    # error (1e-6 kept as margin), so |q.q'/s^2 - a.a'| <= (|e| + |e'|) / s + |e| |e'| / s^2
+    half = 0.5 + 1e-6
+    return 2 * half * math.sqrt(dim) / scale + dim * half * half / (scale * scale)
+
+
+def similarity_error_bound(dim: int) -> float:
+    """Largest difference between `similarity` / s^2 and the float64 cosine of the original rows."""
+    return _error_bound(dim, fixed_point_scale(dim))
+
+
+def _row_norms(rows: Tensor) -> Tensor:
+    """L2 norms of float64 rows [R, D], summed in one fixed pairwise order on every device and thread count."""
+    sq = rows * rows
+    while sq.shape[1] > 1:  # elementwise adds only: no reduction kernel chooses the order
+        if sq.shape[1] % 2:
+            sq = torch.cat([sq, sq.new_zeros(sq.shape[0], 1)], 1)
+        sq = sq[:, 0::2] + sq[:, 1::2]
+    return sq[:, 0].sqrt()
 
 
 def quantize(features: Tensor) -> Tensor:
     """L2-normalize each row and round it to integers on the fixed-point grid.
 
+    Only elementwise float64 operations (correctly rounded everywhere) and exact max reductions, so
+    the result is bit-identical on every device and thread count, and for a row alone or in a batch.
+
     Args:
         features: [N, D] floating features, any norm (zero rows stay zero).
 
     Returns:
-        [N, D] float32 holding integers; `similarity` of two such rows is exact.
+        [N, D] float64 holding integers; `similarity` of two such rows is exact.
+
+    Raises:
+        ValueError: not 2-D, NaN or infinite entries, or D above about 225,000 (see `fixed_point_scale`).
     """
     if features.ndim != 2:
         raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
     if not torch.isfinite(features).all():
         raise ValueError("features contain NaN or infinite values")
     scale = fixed_point_scale(features.shape[1])
-    out = torch.empty(features.shape, dtype=torch.float32, device=features.device)
+    out = torch.empty(features.shape, dtype=torch.float64, device=features.device)
     for start in range(0, features.shape[0], _QUANTIZE_ROWS):  # bounds the float64 temporaries
-        # float64 so the per-row rounding does not depend on how rows are batched together
         rows = features[start: start + _QUANTIZE_ROWS].double()
-        norms = rows.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        out[start: start + _QUANTIZE_ROWS] = torch.round(rows * (scale / norms))
+        # dividing by the largest entry first keeps the squares far from overflow and underflow
+        rows = rows / rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+        out[start: start + _QUANTIZE_ROWS] = torch.round(rows * (scale / _row_norms(rows)[:, None].clamp_min(1e-300)))
     return out
 
 
-@contextmanager
-def _exact_matmul(device: torch.device):
-    # TF32 or bf16 matmul would round the 12-bit integers; autocast would do the same
-    previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        with torch.autocast(device.type, enabled=False):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(previous)
-
-
 def similarity(a: Tensor, b: Tensor) -> Tensor:
-    """Exact fixed-point dot products [Na, Nb] of quantized rows a [Na, D] and b [Nb, D]."""
-    with _exact_matmul(a.device):
+    """Exact fixed-point dot products [Na, Nb] of quantized rows a [Na, D] and b [Nb, D] (float64)."""
+    with torch.autocast(a.device.type, enabled=False):  # keep float64: a cast would round the integers
         return a @ b.T
 
 
@@ -131,7 +158,7 @@ class NeighbourGraph:
         self.k = idx.shape[1]
         self.alive = torch.ones(n + 1, dtype=torch.bool, device=q.device)
         self.alive[n] = False  # sentinel: list entry -1 reads as dead
-        self.best_val = torch.full((n,), NEG, device=q.device)
+        self.best_val = torch.full((n,), NEG, dtype=q.dtype, device=q.device)
         self.best_idx = torch.full((n,), -1, dtype=torch.long, device=q.device)
         self.rescanned = 0
         self._refresh(torch.arange(n, device=q.device))
@@ -141,7 +168,7 @@ class NeighbourGraph:
         """Top-k lists of all rows of q [N, D], one upper-triangular block of similarities at a time."""
         n = q.shape[0]
         kk = min(k + 1, n)
-        val = torch.full((n, kk), NEG, device=q.device)
+        val = torch.full((n, kk), NEG, dtype=q.dtype, device=q.device)
         idx = torch.full((n, kk), -1, dtype=torch.long, device=q.device)
         rows = max(64, _BLOCK_ELEMS // max(n, 1))
         for start in range(0, n, rows):

@@ -2,8 +2,9 @@
 
 Every rank calls `global_dedup_round` at the same stream step. The ranks gather all buffers'
 features, seen flags and ids in (rank, slot) order, each runs the deterministic pure
-`global_dedup` on the identical concatenation (so all ranks agree on the removal without a further
-exchange), and each deletes only its own removed entries. No rank reads extra data: the buffers
+`global_dedup` on the identical concatenation, and each deletes only its own removed entries. Its
+similarities are exact integers on a fixed-point grid, so all ranks agree on the removal without a
+further exchange whatever their device, BLAS or thread count. No rank reads extra data: the buffers
 refill from the following stream batches, so step counts stay equal.
 """
 
