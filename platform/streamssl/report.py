@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from streamssl import fsio
 from streamssl.errors import StreamSSLError
 from streamssl.evaluation import metrics, plots
 from streamssl.evaluation.metrics_log import load_metrics, load_run_info
@@ -53,7 +54,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         if not info.get(key):
             raise StreamSSLError(f"{Path(run_dir) / 'run.json'}: no {key!r} field")
     stream = info["stream"].get("kind", "?") if isinstance(info["stream"], dict) else str(info["stream"])
-    dataset = info.get("dataset", "?")
+    dataset = info.get("dataset_id") or info.get("dataset", "?")  # dataset_id: runs since issue 11
     dataset = dataset.get("name", "?") if isinstance(dataset, dict) else str(dataset)
     class_names = [str(name) for name in info.get("class_names") or []]
     run = Run(path=Path(run_dir), info=info, frame=frame, method=str(info["method"]), stream=stream,
@@ -96,7 +97,7 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
         if (out / name) not in figures.values():
             (out / name).unlink(missing_ok=True)
     path = out / REPORT_FILE
-    path.write_text(render(runs, figures))
+    fsio.write_text(path, render(runs, figures))
     return path
 
 

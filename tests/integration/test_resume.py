@@ -44,6 +44,8 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(workers, trai
     shutil.copytree(full, cut, ignore=shutil.ignore_patterns("buffer_keys*", "model.pt", "report.md"))
     for later in checkpoints(cut)[1:]:
         shutil.rmtree(later)
+    info = json.loads((cut / "run.json").read_text())
+    (cut / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))  # as a stopped run left it
     info = run_pipeline(config, cut, progress=False, trainer=trainer, resume=True)
     assert info["status"] == "completed"
     (knn_full, keys_full), (knn_cut, keys_cut) = final_state(full), final_state(cut)

@@ -194,6 +194,8 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(data_root, tm
     shutil.copytree(full, cut, ignore=shutil.ignore_patterns("buffer_keys*", "model.pt", "report.md"))
     for later in sorted((cut / "checkpoints").glob("pos-*"))[1:]:
         shutil.rmtree(later)
+    info = json.loads((cut / "run.json").read_text())
+    (cut / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))  # as a stopped run left it
     assert run_pipeline(config, cut, progress=False, trainer="local", resume=True)["status"] == "completed"
 
     def final(run_dir):

@@ -7,7 +7,7 @@ import pytest
 
 from streamssl.errors import ConfigError
 from streamssl.streams.reader import read_chunks
-from streamssl.streams.split import rank_split
+from streamssl.streams.split import rank_split, unused_message
 
 
 def write_index(tmp_path, n=100, per_shard=40, nbytes=1024):
@@ -26,6 +26,20 @@ def test_rank_split_blocks_equal_counts_and_remainder():
     assert splits[0].remainder == (20, 23) and splits[1].num_samples == 10
     with pytest.raises(ConfigError, match="rank"):
         rank_split(10, 2, 2, 1)
+
+
+def test_one_rank_reads_every_row_including_a_short_last_block():
+    split = rank_split(60, 0, 1, 16)  # 3 blocks of 16 and one of 12
+    assert split.num_samples == 60 and split.rows().tolist() == list(range(60))
+    assert split.blocks_per_rank == 4 and split.remainder == (60, 60)
+    assert unused_message(60, 1, 16) is None
+
+
+def test_unused_samples_of_several_workers_are_counted_in_plain_words():
+    message = unused_message(60, 2, 16)  # one round of 2 x 16 fits; 28 samples are left
+    assert message.startswith("the last 28 of the stream's 60 samples are not used")
+    assert "rank" not in message and "remainder" not in message and "block" not in message
+    assert unused_message(64, 2, 16) is None
 
 
 def test_world_size_one_is_a_sequential_scan_in_shard_ranges(tmp_path):

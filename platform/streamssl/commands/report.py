@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from streamssl.errors import StreamSSLError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,13 +16,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "knn_vs_progress.png, grad_cosine.png, buffer_composition.png in DIR.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run directories (streamssl run --out)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output directory (created if needed); not a run, dataset or stream directory")
     parser.set_defaults(func=handle)
+
+
+def check_report_out(out: Path, run_dirs: list) -> None:
+    """Refuse to write a report over another run's own report, or into a dataset or stream.
+
+    A run directory is accepted only as the report of that one run (what `run` writes there).
+    """
+    if out.exists() and not out.is_dir():
+        raise StreamSSLError(f"--out {out}: is a file, not a directory")
+    for marker, what in (("dataset.json", "a prepared dataset"), ("stream.json", "a materialized stream")):
+        if (out / marker).exists():
+            raise StreamSSLError(f"--out {out}: is {what}; write the report to a new directory")
+    own = {Path(d).resolve() for d in run_dirs} == {out.resolve()}
+    if not own and ((out / "run.json").exists() or (out / "metrics.parquet").exists()):
+        raise StreamSSLError(f"--out {out}: is a run directory and would lose its own report; "
+                             f"write the report to a new directory")
 
 
 def handle(args: argparse.Namespace) -> int:
     from streamssl.report import FIGURE_FILES, write_report  # matplotlib loads only when run
 
+    check_report_out(Path(args.out), args.run_dirs)
     path = write_report(args.run_dirs, args.out)
     print(f"report: {path}")
     for name in FIGURE_FILES:

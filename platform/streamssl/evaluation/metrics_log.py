@@ -3,8 +3,8 @@ TensorBoard events (docs/formats.md, "Run directory").
 
 `MetricsLogger.log` only appends to in-memory lists, so it is cheap enough to call per update;
 files are written at `flush` / `close`, and automatically every `flush_seconds`. metrics.parquet is
-rewritten whole (atomically, through a temporary file) so that it is always a complete, readable
-file; metrics.csv and the event files are appended to. TensorBoard's pure-Python event writer is
+rewritten whole and metrics.csv extended through a temporary copy (both atomically, `streamssl.fsio`),
+so each is always a complete, readable file; the event files are appended to. TensorBoard's pure-Python event writer is
 the slow part (about 50-80 us a row here), which is why it runs at flush time, not in `log`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import StreamSSLError
 
 METRICS_FILE = "metrics.parquet"
@@ -100,7 +102,7 @@ class MetricsLogger:
             return
         self._written = [rows[list(COLUMNS)].reset_index(drop=True)]
         _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
-        self._written[0].to_csv(self.run_dir / CSV_FILE, index=False)
+        _write_csv_atomic(self._written[0], self.run_dir / CSV_FILE, append=False)
 
     def update_info(self, **fields) -> None:
         """Change run.json fields (status, wall_seconds, ...); written at the next flush/close."""
@@ -119,7 +121,7 @@ class MetricsLogger:
         first_csv = not self._written  # after resume() the CSV already holds the earlier rows
         self._written = [pd.concat([*self._written, new], ignore_index=True)]  # one frame, not a growing list
         _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
-        new.to_csv(self.run_dir / CSV_FILE, mode="w" if first_csv else "a", header=first_csv, index=False)
+        _write_csv_atomic(new, self.run_dir / CSV_FILE, append=not first_csv)
         if self._writer is not None:
             _add_scalars(self._writer, new)
             self._writer.flush()
@@ -173,15 +175,20 @@ def _add_scalars(writer, frame: pd.DataFrame) -> None:
 
 
 def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), tmp)
-    os.replace(tmp, path)
+    with fsio.atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), tmp)
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path, append: bool) -> None:
+    """Rewrite the CSV through a temporary copy, so a reader never sees a half-written row."""
+    with fsio.atomic_path(path) as tmp:
+        if append and path.exists():
+            shutil.copyfile(path, tmp)  # bytes only: far cheaper than formatting the old rows again
+        frame.to_csv(tmp, mode="a" if append else "w", header=not append, index=False)
 
 
 def _write_json_atomic(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    fsio.write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(obj):

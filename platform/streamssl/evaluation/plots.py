@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display on servers and in Ray workers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from streamssl import fsio  # noqa: E402
 from streamssl.evaluation import metrics  # noqa: E402
 
 GRAD_COSINE = "train/grad_cosine"
@@ -66,7 +67,8 @@ def _subplots(count: int, ncols: int, width: float = 4.8, height: float = 3.6, *
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -173,7 +175,8 @@ def plot_buffer_composition(runs, path: Path, max_panels: int = 24) -> Path | No
         fig.legend(handles, names, loc="center right", fontsize=8, title="class")
         right = 1.0 - 1.3 / fig.get_figwidth()
     fig.tight_layout(rect=(0, 0, right, 1))
-    fig.savefig(path, dpi=DPI)
+    with fsio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

@@ -1,7 +1,9 @@
-"""Writing a split's `manifest.parquet` and `dataset.json` (docs/formats.md, "Prepared dataset")."""
+"""Writing a split's `manifest.parquet` and `dataset.json` (docs/formats.md, "Prepared dataset"),
+and a prepared dataset's identity: the content hash of its manifest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -12,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import DataError
 
 log = logging.getLogger("streamssl.ingest")
@@ -121,7 +124,9 @@ def write_dataset(
         bad = rows[col][(rows[col] < 0) | (rows[col] >= len(names))]
         if len(bad):
             raise DataError(f"{source}: label {int(bad.iloc[0])} outside 0..{len(names) - 1} in '{col}'")
-    pq.write_table(_manifest_table(rows, label_names), out_dir / "manifest.parquet")
+    table = _manifest_table(rows, label_names)
+    with fsio.atomic_path(out_dir / "manifest.parquet") as tmp:
+        pq.write_table(table, tmp)
     columns = {col: label_summary(rows[col].to_numpy(np.int64), names) for col, names in label_names.items()}
     exts = sorted(set(rows["ext"]))
     info = {
@@ -135,12 +140,55 @@ def write_dataset(
         "mean": mean,
         "std": std,
         "image_ext": exts[0] if len(exts) == 1 else "mixed" if exts else None,
+        "content_sha256": content_sha256(table, list(label_names)),
         **(extra or {}),
     }
     # One top-level field per line, values compact: readable even with 21,841 class names.
     lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
-    (out_dir / "dataset.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    fsio.write_text(out_dir / "dataset.json", "{\n" + ",\n".join(lines) + "\n}\n")
     return info
+
+
+def content_sha256(manifest: pa.Table, label_columns: list[str]) -> str:
+    """SHA-256 of what identifies a split's samples: keys, source positions, shards and byte ranges,
+    image sizes and extensions, and every label column with its names, in manifest order.
+
+    Score columns (added later by `streamssl score`) are left out, so scoring keeps the identity.
+    The same input prepared again gives the same hash (shards and manifests are deterministic).
+    """
+    names = ["key", "index", "shard", "offset", "nbytes", "size", "ext", "width", "height"]
+    names += [c for col in label_columns for c in (col, name_column(col))]
+    digest = hashlib.sha256()
+    for name in names:
+        if name not in manifest.column_names:
+            continue
+        column = manifest[name].combine_chunks()
+        digest.update(f"{name}:{len(column)}:".encode())
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            digest.update("\0".join(column.to_pylist()).encode())
+        else:
+            digest.update(np.ascontiguousarray(column.to_numpy(), dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def split_sha256(split_dir: Path) -> str:
+    """A split's recorded content hash, computed from its manifest for datasets prepared before it."""
+    info = json.loads((split_dir / "dataset.json").read_text())
+    if info.get("content_sha256"):
+        return info["content_sha256"]
+    labels = list(info.get("label_columns") or ["label"])
+    return content_sha256(pq.read_table(split_dir / "manifest.parquet"), labels)
+
+
+def dataset_identity(dataset_dir: str | Path) -> dict:
+    """{"name", "sha256"} of a prepared dataset: its dataset.json `name` (else the folder's name)
+    and the train split's content hash, combined with the test split's when it has one."""
+    folder = Path(dataset_dir)
+    info = json.loads((folder / "dataset.json").read_text())
+    sha = split_sha256(folder)
+    if (folder / "test" / "dataset.json").is_file():
+        sha = hashlib.sha256(f"train:{sha}\ntest:{split_sha256(folder / 'test')}\n".encode()).hexdigest()
+    return {"name": str(info.get("name") or folder.resolve().name), "sha256": sha}
 
 
 def collect_rows(frames: Iterable[pd.DataFrame], strict: bool) -> tuple[pd.DataFrame, list[dict]]:

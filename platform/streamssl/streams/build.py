@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ray_setup import init_ray
 from streamssl.streams.materialize import materialize, planned_table
@@ -59,12 +60,13 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     table = planned_table(manifest, plan, root, label_column)
     init_ray(address=address)  # only now: argument errors above must not wait for Ray
     index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
-    pq.write_table(index, os.path.join(out_dir, "index.parquet"))
+    with fsio.atomic_path(os.path.join(out_dir, "index.parquet")) as tmp:
+        pq.write_table(index, tmp)
     summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
                            label_column=label_column, classes_per_segment=classes_per_segment,
                            shard_size=shard_size, args=args or {})
-    with open(os.path.join(out_dir, "stream.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    # whole or absent: a run's stream cache takes a folder with stream.json as finished
+    fsio.write_text(os.path.join(out_dir, "stream.json"), json.dumps(summary, indent=1))
     if skipped:
         first = skipped[0]
         print(f"warning: skipped {len(skipped)} bad sample(s), first {first['shard']} key {first['key']}: "

@@ -34,7 +34,7 @@ except ImportError:  # an optional speed-up: PIL decodes JPEGs without it
 
 from streamssl.errors import ConfigError, DataError
 from streamssl.streams.layout import stream_info
-from streamssl.streams.split import RankSplit, rank_split
+from streamssl.streams.split import RankSplit, rank_split, unused_message
 from streamssl.streams.tario import split_samples
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     Args:
         stream_dir: a `streamssl stream` output directory.
         rank, world_size, block: rank r reads blocks t (rows t*block .. t*block+block-1) with
-            t mod world_size == r; a trailing remainder of fewer than world_size blocks is
-            logged as a warning (see `stream_split`).
+            t mod world_size == r; one rank reads every row, several leave out a trailing
+            remainder of fewer than world_size full blocks, with a warning saying how many samples
+            and why (see `streams.split`).
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
         chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
@@ -79,10 +80,9 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
         images replicated to 3 channels), in increasing `pos`.
     """
     split = stream_split(stream_dir, rank, world_size, block)
-    if split.remainder[1] > split.remainder[0]:
-        log.warning("stream %s: rows %d..%d (%d samples) fit no rank's equal share "
-                    "(world_size=%d, block=%d) and are not read", stream_dir, split.remainder[0],
-                    split.remainder[1] - 1, split.remainder[1] - split.remainder[0], world_size, block)
+    unused = unused_message(int(stream_info(stream_dir)["num_samples"]), world_size, block)
+    if unused:
+        log.warning("stream %s: %s", stream_dir, unused)
     chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,

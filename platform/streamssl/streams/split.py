@@ -1,8 +1,9 @@
 """The rank split of a stream: block t (rows t*block .. t*block+block-1) goes to rank t mod W.
 
-Every rank gets the same number of blocks, so data-parallel workers take the same number of steps
-and stay aligned in stream time; the trailing rows that cannot be dealt evenly (fewer than W full
-blocks, plus any partial block) form the remainder, which callers report rather than drop
+One rank reads every row (its last block may be short). With W > 1 ranks every rank gets the same
+number of full blocks, so data-parallel workers take the same number of steps and stay aligned
+in stream time; the trailing rows that cannot be dealt evenly (fewer than W full blocks, plus any
+partial block) form the remainder, which callers report (`unused_message`) rather than drop
 silently. Rows are the materialized stream's rows in order (row i has position i unless samples
 were skipped while materializing).
 """
@@ -22,8 +23,9 @@ class RankSplit:
 
     Attributes:
         rank, world_size, block: the split's arguments.
-        blocks_per_rank: full blocks every rank gets (equal on all ranks).
-        num_samples: rows this rank gets, blocks_per_rank * block.
+        blocks_per_rank: blocks every rank gets (equal on all ranks; with one rank the last one
+            may be short).
+        num_samples: rows this rank gets: blocks_per_rank * block, or every row with one rank.
         remainder: (start, stop) rows read by no rank; empty when start == stop.
     """
 
@@ -36,6 +38,8 @@ class RankSplit:
 
     def rows(self) -> np.ndarray:
         """(num_samples,) int64 row numbers of this rank, increasing."""
+        if self.world_size == 1:
+            return np.arange(self.num_samples, dtype=np.int64)
         starts = (np.arange(self.blocks_per_rank, dtype=np.int64) * self.world_size + self.rank) * self.block
         return (starts[:, None] + np.arange(self.block, dtype=np.int64)).ravel()
 
@@ -50,7 +54,21 @@ def rank_split(num_rows: int, rank: int = 0, world_size: int = 1, block: int = 1
         raise ConfigError(f"world_size={world_size}, block={block}: both must be >= 1")
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank={rank}: must be in [0, {world_size})")
+    if world_size == 1:  # nothing to keep in step with: the last, short block is read too
+        return RankSplit(rank, 1, block, -(-num_rows // block), num_rows, (num_rows, num_rows))
     blocks_per_rank = num_rows // block // world_size
     used = blocks_per_rank * world_size * block
     return RankSplit(rank, world_size, block, blocks_per_rank, blocks_per_rank * block,
                      (used, num_rows))
+
+
+def unused_message(num_rows: int, world_size: int, block: int) -> str | None:
+    """In plain words, how many of a stream's samples W workers leave out and why; None if none."""
+    split = rank_split(num_rows, 0, world_size, block)
+    unused = split.remainder[1] - split.remainder[0]
+    if not unused:
+        return None
+    return (f"the last {unused} of the stream's {num_rows} samples are not used: the {world_size} workers "
+            f"take batches of {block} samples in turns and must all train on the same number of batches, so "
+            f"only whole rounds of {world_size} x {block} = {world_size * block} samples are used "
+            f"(a stream length divisible by {world_size * block}, or one worker, uses every sample)")

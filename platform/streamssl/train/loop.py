@@ -21,6 +21,7 @@ from tqdm import tqdm
 from streamssl.augment import to_model_input
 from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
+from streamssl.streams.split import rank_split
 from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
 from streamssl.train.progress import ProgressWriter
@@ -38,34 +39,46 @@ class LoopState:
 
 
 def total_updates(config: RunConfig, total_samples: int) -> int:
-    """Updates the run will make: K per stream batch (minred skips batches until the buffer fills)."""
+    """Updates a worker makes over `total_samples` (its share of the stream): K per stream batch, the
+    last short one included (minred skips batches until the buffer fills)."""
     batches = math.ceil(total_samples / config.learner.stream_batch)
     if config.learner.schedule == "minred":
         batches -= math.ceil(config.buffer.size / config.learner.stream_batch) - 1
     return max(batches, 0) * config.learner.k
 
 
+def stream_end(config: RunConfig, total_samples: int, world_size: int = 1) -> int:
+    """Samples the workers consume together: all of them with one worker; with several, the whole
+    rounds of `world_size` stream batches (the rank split's rule, streams/split.py)."""
+    return rank_split(total_samples, 0, world_size, config.learner.stream_batch).num_samples * world_size
+
+
 def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eval_data: EvalData | None,
              logger, device: torch.device, *, rank: int = 0, world_size: int = 1, progress: bool = True,
-             hooks: Sequence[Callable] = (), learner: Learner | None = None, state: LoopState | None = None) -> dict:
+             hooks: Sequence[Callable] = (), learner: Learner | None = None, state: LoopState | None = None,
+             should_stop: Callable[[], bool] | None = None) -> dict:
     """Train on the stream once, evaluating at the configured fractions; returns a summary.
 
     With several workers every rank runs this on its own slice of the stream (equal batch counts),
     `total_samples` and sample counts are global, and only the rank given `eval_data` evaluates.
+    Evaluation points past the last sample the workers consume move to it, so the run's last
+    evaluation (with the end-of-run linear probe) is always at its last sample.
     `hooks` run after every stream batch as hook(learner, state) (checkpoints, global dedup);
-    `learner` and `state` resume a run from a checkpoint.
+    `learner` and `state` resume a run from a checkpoint. `should_stop` is asked after every stream
+    batch (after the hooks); when it says so before the end, the loop returns with `interrupted`.
     """
-    learner = learner or Learner(config, device, total_updates(config, total_samples // world_size), rank=rank)
+    end = stream_end(config, total_samples, world_size)
+    learner = learner or Learner(config, device, total_updates(config, end // world_size), rank=rank)
     state = state or LoopState()
-    points = [p for p in eval_positions(config.eval.points, total_samples) if p > state.samples_seen or
-              (p == 0 and not state.evals)]
+    positions = sorted({min(p, end) for p in eval_positions(config.eval.points, total_samples)})
+    points = [p for p in positions if p > state.samples_seen or (p == 0 and not state.evals)]
     bar = tqdm(total=total_samples, initial=state.samples_seen, unit="img", disable=not progress,
                desc=config.method_name)
     evaluate = partial(_evaluate_due, learner, state, points, eval_data, logger, config, device, total_samples)
     # rank 0 (the one logging metrics) tells a driver in another process where the stream is
     writer = ProgressWriter(logger.run_dir) if getattr(logger, "run_dir", None) else None
     evaluate()
-    start, clock = time.perf_counter(), _SteadyClock()
+    start, clock, interrupted = time.perf_counter(), _SteadyClock(), False
     for batch in batches:
         _consume(learner, batch, state, logger, total_samples, config, device, world_size)
         clock.tick(learner.update)
@@ -78,15 +91,18 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
         bar.set_postfix(pos=state.samples_seen, **status)
         if writer is not None:
             writer.write(samples_seen=state.samples_seen, **status)
+        if should_stop is not None and should_stop() and state.samples_seen < end:
+            interrupted = True
+            break
     last_eval = state.evals[-1][0] if state.evals else None
-    if points and last_eval != state.samples_seen:  # a rank split's dropped remainder (< W blocks)
-        points[:] = [state.samples_seen]  # leaves the end point unreached: evaluate where it ended
+    if points and not interrupted and last_eval != state.samples_seen:  # the stream ended early
+        points[:] = [state.samples_seen]  # its end point is unreachable: evaluate where it ended
         evaluate()
     bar.close()
     if writer is not None:
         writer.write(force=True, samples_seen=state.samples_seen, knn=f"{state.last_knn:.3f}")
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
-            "final_linear": state.last_linear,
+            "final_linear": state.last_linear, "interrupted": interrupted,
             "train_seconds": time.perf_counter() - start, **clock.summary(), "learner": learner}
 
 

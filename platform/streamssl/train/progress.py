@@ -8,18 +8,19 @@ draws the bar from this small file instead.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from streamssl import fsio
+
 PROGRESS_FILE = "progress.json"
 
 
 class ProgressWriter:
-    """Rewrites the progress file at most every `every` seconds (atomically: temp file + rename)."""
+    """Rewrites the progress file at most every `every` seconds (atomically, `streamssl.fsio`)."""
 
     def __init__(self, run_dir: Path, every: float = 1.0) -> None:
         self.path, self.every, self._last = Path(run_dir) / PROGRESS_FILE, every, 0.0
@@ -29,9 +30,7 @@ class ProgressWriter:
         if not force and now - self._last < self.every:
             return
         self._last = now
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(fields))
-        tmp.replace(self.path)
+        fsio.write_text(self.path, json.dumps(fields))
 
 
 def read_progress(run_dir: Path) -> dict | None:

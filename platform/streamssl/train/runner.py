@@ -1,69 +1,36 @@
-"""The in-process driver: prepare (if needed) -> stream -> learn + evaluate -> report.
+"""The driver: prepare (if needed) -> stream -> learn + evaluate -> report, and the run's states.
 
-It runs the per-worker loop with one worker in this process, fed by Ray Data's ordered stream.
+One CPU worker runs the per-worker loop in this process, fed by Ray Data's ordered stream; several
+workers or a GPU go through Ray Train (train/trainer.py). run.json `status` goes `running` ->
+`completed`, `failed` (with `error`) or `interrupted` (with `resumable`; see train/lifecycle.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 
+from streamssl import fsio
 from streamssl.config import RunConfig, dump
 from streamssl.errors import StreamSSLError, TrainingError
+from streamssl.train.datacache import data_root, ensure_dataset, ensure_stream, stream_args
+from streamssl.train.lifecycle import (
+    RunInterrupted,
+    StopOnSignal,
+    clear_run,
+    latest_checkpoint,
+    read_info,
+    write_info,
+)
+
+__all__ = ["data_root", "ensure_dataset", "ensure_stream", "run_pipeline", "stream_args"]
 
 log = logging.getLogger(__name__)
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("STREAMSSL_DATA", "data"))
-
-
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def ensure_dataset(config: RunConfig) -> Path:
-    """The prepared dataset dir, preparing it on first use (cached by source + options)."""
-    from streamssl.ingest import prepare
-
-    ds = config.dataset
-    key = {"source": ds.source, "path": ds.path, "options": ds.options}
-    out = Path(ds.dir) if ds.dir else data_root() / "datasets" / f"{ds.source}-{_digest(key)}"
-    if not (out / "dataset.json").exists():
-        log.info("preparing %s into %s", ds.source, out)
-        prepare(ds.source, ds.path, str(out), **ds.options)
-    return out
-
-
-def stream_args(config: RunConfig) -> dict:
-    s = config.stream
-    return {"kind": s.kind, "samples_per_class": s.samples_per_class, "blend_ratio": s.blend_ratio,
-            "class_order": s.class_order, "label_column": s.label_column,
-            "classes_per_segment": s.classes_per_segment, "order_by": s.order_by,
-            "seed": config.seed if s.seed is None else s.seed}
-
-
-def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
-    """The materialized stream dir for this config, built on first use (cached by its arguments)."""
-    from streamssl.scoring import ensure_scored
-    from streamssl.streams.build import build_stream
-
-    args = stream_args(config)
-    # a curriculum column is scored on first use; its checksum keys the cache, so re-scoring rebuilds
-    score_sha = ensure_scored(dataset_dir, args["order_by"]) if args["order_by"] else None
-    key = {**args, "score_sha256": score_sha} if score_sha else args
-    out = dataset_dir / "streams" / f"{args['kind']}-{_digest(key)}"
-    if not (out / "stream.json").exists():
-        log.info("materializing the %s stream into %s", args["kind"], out)
-        build_stream(str(dataset_dir), str(out), **args)
-    return out
 
 
 def git_sha() -> str | None:
@@ -102,31 +69,101 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
                  resume: bool = False, tune: bool = False) -> dict:
     """Run one pipeline end to end into run_dir (resume: from its newest complete checkpoint).
 
+    A fresh run first removes what an earlier run left in run_dir (the CLI refuses a non-empty
+    directory before this, unless --overwrite). `resume` writes nothing before it has found the
+    checkpoint it continues from; a completed run is returned as it is, with `already_completed`.
     `tune`: inside a Ray Tune trial; always launches Ray Train, whose workers report to the trial.
+
+    Raises:
+        RunInterrupted: a signal stopped the run (run.json: status interrupted, resumable).
+        StreamSSLError: the run failed (run.json: status failed, error).
     """
+    run_dir = Path(run_dir)
+    resume_dir = dataset_dir = stream_dir = None
+    if resume:
+        previous = read_info(run_dir) or {}
+        if previous.get("status") == "completed":
+            return {**previous, "already_completed": True}
+        resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers)
+        dataset_dir, stream_dir = _resumed_data(run_dir, previous, config)
+    dataset_dir, stream_dir, total = _data(config, dataset_dir, stream_dir)
+    info = _start(config, run_dir, dataset_dir, stream_dir, total, fresh=not resume)
+    start = time.perf_counter()
+    summary = _train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune, trainer, info)
+    info.update(wall_seconds=round(time.perf_counter() - start, 2))
+    if summary.pop("interrupted", False):
+        _interrupted(run_dir, info, config, summary)
+    info.update(status="completed", **summary)
+    _finish(run_dir, info)
+    return info
+
+
+def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) -> tuple[Path, Path, int]:
+    """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump(config, run_dir / "config.yaml")
-    dataset_dir = ensure_dataset(config)
+    dataset_dir = dataset_dir or ensure_dataset(config)
     init_ray()
-    stream_dir = ensure_stream(config, dataset_dir)
-    total = int(stream_info(stream_dir)["num_samples"])
-    class_names = _class_names(dataset_dir, config.stream.label_column)
-    info = run_info(config, dataset_dir, class_names, "running", stream_dir=str(stream_dir),
-                    num_workers=config.scaling.num_workers)
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
-    start = time.perf_counter()
-    resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers) if resume else None
-    if tune or uses_ray_train(config, trainer):
-        summary = _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune)
-    else:
-        summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
-    info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
-    _finish(run_dir, info)
+    stream_dir = stream_dir or ensure_stream(config, dataset_dir)
+    return dataset_dir, stream_dir, int(stream_info(stream_dir)["num_samples"])
+
+
+def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int, fresh: bool) -> dict:
+    """Write config.yaml and run.json (status running); a fresh run first clears an earlier one's files."""
+    from streamssl.ingest.dataset import dataset_identity
+    from streamssl.streams.split import unused_message
+    from streamssl.train.loop import stream_end
+
+    workers = config.scaling.num_workers
+    unused = unused_message(total, workers, config.learner.stream_batch)
+    if unused:
+        log.warning("%s", unused)
+    if fresh:
+        clear_run(run_dir)  # an earlier run's files (TensorBoard events above all) must not mix in
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with fsio.atomic_path(run_dir / "config.yaml") as tmp:
+        dump(config, tmp)
+    info = run_info(config, dataset_dir, _class_names(dataset_dir, config.stream.label_column), "running",
+                    dataset_id=dataset_identity(dataset_dir), stream_dir=str(stream_dir), stream_samples=total,
+                    unused_samples=total - stream_end(config, total, workers), num_workers=workers)
+    write_info(run_dir, info)
     return info
+
+
+def _resumed_data(run_dir: Path, previous: dict, config: RunConfig) -> tuple[Path | None, Path | None]:
+    """The dataset and stream a run started on (None: not recorded, find them as a new run would).
+
+    Refuses to continue on a dataset whose content changed since the run started.
+    """
+    from streamssl.ingest.dataset import dataset_identity
+
+    recorded = previous.get("dataset_dir")
+    if not recorded or not (Path(recorded) / "dataset.json").is_file():
+        return None, None
+    sha = (previous.get("dataset_id") or {}).get("sha256")
+    now = dataset_identity(recorded)["sha256"]
+    if sha and sha != now:
+        raise StreamSSLError(f"--resume {run_dir}: the dataset in {recorded} changed since the run started "
+                             f"(content sha256 {sha[:12]}, now {now[:12]}); start a new run")
+    stream = previous.get("stream_dir")
+    return Path(recorded), Path(stream) if stream and (Path(stream) / "stream.json").is_file() else None
+
+
+def _train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune, trainer, info) -> dict:
+    """Train in this process or through Ray Train; run.json records a failure or a forced stop."""
+    stop = contextlib.nullcontext() if tune else StopOnSignal(run_dir)
+    try:
+        with stop:
+            if tune or uses_ray_train(config, trainer):
+                return _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune)
+            return _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
+    except KeyboardInterrupt:  # a second signal: stopped at once, wherever it was
+        _interrupted(run_dir, info, config, {})
+    except Exception as err:
+        extra = {"failed_state": "failed_state.pt"} if (run_dir / "failed_state.pt").exists() else {}
+        _write_failed(run_dir, info, _one_line(err), **extra)
+        raise
 
 
 def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune=False) -> dict:
@@ -136,13 +173,12 @@ def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, re
     try:
         return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress, resume_dir,
                    tune=tune)
-    except Exception as err:  # Ray wraps worker errors; the cause's first line is what users need
+    except Exception as err:  # Ray wraps worker errors; the cause's last line is what users need
         cause = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
         lines = [line for line in str(cause).splitlines() if line.strip()]
         message = lines[-1] if lines else type(cause).__name__
-        _write_failed(run_dir, message)
         raise StreamSSLError(f"Ray Train run failed: {message}") from err
 
 
@@ -155,17 +191,16 @@ def _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, r
         return run_worker(config, ctx, local_sink(run_dir, config.checkpoint.keep))
     except TrainingError as err:
         if getattr(err, "state", None) is not None:
-            torch.save(err.state, run_dir / "failed_state.pt")
-        _write_failed(run_dir, str(err), failed_state="failed_state.pt")
+            with fsio.atomic_path(run_dir / "failed_state.pt") as tmp:
+                torch.save(err.state, tmp)
         raise
 
 
 def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
     """The newest complete checkpoint of a run (in-process or Ray Train); partial ones are skipped."""
-    from streamssl.train.checkpoint import latest_complete
-
-    candidates = [*run_dir.glob("checkpoints/pos-*"), *run_dir.glob("ray_train/*/checkpoint_*")]
-    found = latest_complete(sorted(p for p in candidates if p.is_dir()), world_size)
+    if not (Path(run_dir) / "config.yaml").is_file():
+        raise StreamSSLError(f"--resume {run_dir}: no config.yaml (not a run directory?)")
+    found = latest_checkpoint(Path(run_dir), world_size)
     if found is None:
         raise StreamSSLError(f"{run_dir}: no complete checkpoint to resume from (set checkpoint.every > 0)")
     return found
@@ -181,12 +216,31 @@ def _class_names(dataset_dir: Path, column: str) -> list:
 def _finish(run_dir: Path, info: dict) -> None:
     from streamssl.report import write_report
 
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    write_info(run_dir, info)
     write_report([run_dir], run_dir)
 
 
-def _write_failed(run_dir: Path, error: str, **extra) -> None:
-    info = json.loads((run_dir / "run.json").read_text())
+def _write_failed(run_dir: Path, info: dict, error: str, **extra) -> None:
     info.update(status="failed", error=error, **extra)
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    write_info(run_dir, info)
     log.error("run stopped: %s; details in %s", error, run_dir)
+
+
+def _interrupted(run_dir: Path, info: dict, config: RunConfig, summary: dict) -> None:
+    """Record a stopped run (resumable when a complete checkpoint exists) and raise RunInterrupted."""
+    checkpoint = latest_checkpoint(run_dir, config.scaling.num_workers)
+    kept = {k: summary[k] for k in ("samples_seen", "updates") if k in summary}
+    info.update(status="interrupted", resumable=checkpoint is not None, **kept)
+    write_info(run_dir, info)
+    where = f" at sample {kept['samples_seen']} of {info['stream_samples']}" if kept else ""
+    if checkpoint is not None:
+        hint = f"continue it with `streamssl run --resume {run_dir}`"
+    else:
+        hint = "it cannot be resumed (no checkpoint: set checkpoint.every > 0 for that)"
+    raise RunInterrupted(f"interrupted{where}; metrics so far are in {run_dir}; {hint}")
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return text if isinstance(err, StreamSSLError) else f"{type(err).__name__}: {text}".rstrip(": ")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from streamssl import fsio
 from streamssl.config import RunConfig, resolve
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,10 @@ def _write_pid(run_dir: Path, rank: int) -> None:
     import ray.util
 
     folder = run_dir / "workers"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"rank{rank}.pid").write_text(str(os.getpid()))
+    fsio.write_text(folder / f"rank{rank}.pid", str(os.getpid()))
     group = ray.util.get_current_placement_group()
     if group is not None:
-        (folder / f"rank{rank}.placement_group").write_text(group.id.hex())
+        fsio.write_text(folder / f"rank{rank}.placement_group", group.id.hex())
 
 
 def release_placement_groups(run_dir: Path) -> int:
@@ -152,5 +152,34 @@ def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, str
 
     # the workers' own bars stay in their logs; the driver draws one from rank 0's progress file
     with ProgressFollower(run_dir, total, config.method_name, enabled=progress and not tune):
-        result = trainer.fit()
+        result = _fit_off_main_thread(trainer)
     return result.return_value
+
+
+def _fit_off_main_thread(trainer):
+    """trainer.fit() in a helper thread while the main thread waits.
+
+    Called from the main thread, fit() replaces the SIGINT handler with its own, which aborts the
+    workers at once; from another thread it leaves signals alone, so the run's handler
+    (lifecycle.StopOnSignal) asks the workers to stop after their current stream batch, with a
+    final checkpoint. The main thread wakes often enough to run that handler.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the main thread as it is
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

@@ -19,10 +19,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from streamssl import fsio
 from streamssl.config import RunConfig
 from streamssl.train.checkpoint import load_checkpoint, save_checkpoint
 from streamssl.train.learner import Learner
-from streamssl.train.loop import LoopState, run_loop, total_updates
+from streamssl.train.loop import LoopState, run_loop, stream_end, total_updates
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     from streamssl.streams import read_stream
     from streamssl.train.evaluate import load_eval_data
 
-    learner = Learner(config, ctx.device, total_updates(config, ctx.total // ctx.world), rank=ctx.rank)
+    end = stream_end(config, ctx.total, ctx.world)
+    learner = Learner(config, ctx.device, total_updates(config, end // ctx.world), rank=ctx.rank)
     state = LoopState()
     if ctx.resume_dir is not None:
         state = LoopState(**load_checkpoint(ctx.resume_dir, ctx.rank, learner, world_size=ctx.world))
@@ -62,16 +64,37 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size,
                          num_cpus=ctx.read_cpus, concurrency=ctx.read_concurrency)
     batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
-    hooks = [dedup_hook(config, logger), checkpoint_hook(config, ctx, logger, sink)]
+    save = checkpoint_saver(config, ctx, logger, sink)
+    hooks = [dedup_hook(config, logger), checkpoint_hook(config, save)]
     if ctx.tune:
         hooks.append(tune_report_hook(config, ctx, logger))
-    summary = run_loop(config, batches, ctx.total, eval_data, logger, ctx.device, rank=ctx.rank,
-                       world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
-                       learner=learner, state=state)
-    learner = summary.pop("learner")
-    logger.close()
+    try:  # metrics logged so far reach the disk however the loop ends
+        summary = run_loop(config, batches, ctx.total, eval_data, logger, ctx.device, rank=ctx.rank,
+                           world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
+                           learner=learner, state=state, should_stop=stop_check(ctx))
+        learner = summary.pop("learner")
+        if summary["interrupted"] and config.checkpoint.every and learner.buffer.steps % config.checkpoint.every:
+            save(learner, state)  # stopped between checkpoints: one more, where it stopped
+    finally:
+        logger.close()
     _write_outputs(learner, ctx)
     return summary
+
+
+def stop_check(ctx: WorkerContext) -> Callable[[], bool]:
+    """Whether a stop was requested (RUN_DIR/STOP, see train/lifecycle.py), agreed by every rank.
+
+    The ranks all-reduce their answers after every stream batch, so all of them stop after the
+    same batch even when they see the file at different moments (their collectives stay matched).
+    """
+    from streamssl import distributed
+    from streamssl.train.lifecycle import stop_requested
+
+    def check() -> bool:
+        mine = torch.tensor([1.0 if stop_requested(ctx.run_dir) else 0.0], device=ctx.device)
+        return bool(distributed.all_reduce_mean(mine).item() > 0) if ctx.world > 1 else bool(mine.item())
+
+    return check
 
 
 def _metrics_up_to(run_dir: Path, samples_seen: int) -> pd.DataFrame | None:
@@ -84,9 +107,10 @@ def _metrics_up_to(run_dir: Path, samples_seen: int) -> pd.DataFrame | None:
 
 def _write_outputs(learner: Learner, ctx: WorkerContext) -> None:
     keys = list(learner.buffer.keys)
-    (ctx.run_dir / f"buffer_keys.rank{ctx.rank}.json").write_text(json.dumps(keys))
+    fsio.write_text(ctx.run_dir / f"buffer_keys.rank{ctx.rank}.json", json.dumps(keys))
     if ctx.rank == 0:
-        torch.save({"method": learner.method.state_dict()}, ctx.run_dir / "model.pt")
+        with fsio.atomic_path(ctx.run_dir / "model.pt") as tmp:
+            torch.save({"method": learner.method.state_dict()}, tmp)
 
 
 def dedup_hook(config: RunConfig, logger) -> Callable:
@@ -106,20 +130,27 @@ def dedup_hook(config: RunConfig, logger) -> Callable:
     return hook
 
 
-def checkpoint_hook(config: RunConfig, ctx: WorkerContext, logger, sink) -> Callable:
-    """Every `checkpoint.every` stream batches, every rank saves its part and hands it to `sink`."""
+def checkpoint_saver(config: RunConfig, ctx: WorkerContext, logger, sink) -> Callable:
+    """save(learner, state): every rank saves its part of a checkpoint and hands it to `sink`."""
 
-    def hook(learner: Learner, state: LoopState) -> None:
-        steps = learner.buffer.steps
-        if not config.checkpoint.every or steps % config.checkpoint.every:
-            return
+    def save(learner: Learner, state: LoopState) -> None:
         logger.flush()  # metrics on disk are never older than the checkpoint
         loop_state = dataclasses.asdict(state)
 
-        def save(directory: Path) -> None:
+        def write(directory: Path) -> None:
             save_checkpoint(directory, ctx.rank, learner, loop_state, world_size=ctx.world)
 
-        sink(save, {"samples_seen": state.samples_seen, "update": learner.update, "knn": state.last_knn})
+        sink(write, {"samples_seen": state.samples_seen, "update": learner.update, "knn": state.last_knn})
+
+    return save
+
+
+def checkpoint_hook(config: RunConfig, save: Callable) -> Callable:
+    """Every `checkpoint.every` stream batches, a checkpoint (`checkpoint_saver`)."""
+
+    def hook(learner: Learner, state: LoopState) -> None:
+        if config.checkpoint.every and learner.buffer.steps % config.checkpoint.every == 0:
+            save(learner, state)
 
     return hook
 
