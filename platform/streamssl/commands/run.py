@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="run directory to write")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad sample (dataset.strict=true)")
     parser.set_defaults(func=main)
 
 
@@ -22,6 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from streamssl import config as cfg
     from streamssl.train.runner import run_pipeline
 
+    args.overrides += ["dataset.strict=true"] if args.strict else []
     if args.resume:
         run_dir = Path(args.resume)
         if args.pipeline and "=" in args.pipeline:  # `run --resume DIR key=value`: argparse took it as the pipeline

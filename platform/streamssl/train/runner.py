@@ -38,7 +38,7 @@ def ensure_dataset(config: RunConfig) -> Path:
     out = Path(ds.dir) if ds.dir else data_root() / "datasets" / f"{ds.source}-{_digest(key)}"
     if not (out / "dataset.json").exists():
         log.info("preparing %s into %s", ds.source, out)
-        prepare(ds.source, ds.path, str(out), **ds.options)
+        prepare(ds.source, ds.path, str(out), strict=ds.strict, **ds.options)
     return out
 
 
@@ -106,6 +106,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     """
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
+    from streamssl.train.skips import warn_run_skips
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +126,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     else:
         summary = _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
     info.update(status="completed", wall_seconds=round(time.perf_counter() - start, 2), **summary)
+    warn_run_skips(info.get("skipped"))
     _finish(run_dir, info)
     return info
 

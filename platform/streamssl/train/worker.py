@@ -48,6 +48,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     from streamssl.evaluation import MetricsLogger, NullLogger
     from streamssl.streams import read_stream
     from streamssl.train.evaluate import load_eval_data
+    from streamssl.train.skips import StreamSkips, run_skips
 
     learner = Learner(config, ctx.device, total_updates(config, ctx.total // ctx.world), rank=ctx.rank)
     state = LoopState()
@@ -62,6 +63,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size,
                          num_cpus=ctx.read_cpus, concurrency=ctx.read_concurrency)
     batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
+    batches = StreamSkips(state.skipped, ctx.stream_dir, ctx.dataset_dir, config.dataset.strict).filter(batches)
     hooks = [dedup_hook(config, logger), checkpoint_hook(config, ctx, logger, sink)]
     if ctx.tune:
         hooks.append(tune_report_hook(config, ctx, logger))
@@ -69,6 +71,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
                        world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
                        learner=learner, state=state)
     learner = summary.pop("learner")
+    summary.update(run_skips(state.skipped, eval_data, summary["samples_seen"], ctx.dataset_dir, ctx.rank))
     logger.close()
     _write_outputs(learner, ctx)
     return summary
