@@ -26,6 +26,7 @@ class DatasetConfig:
     path: str | None = None  # input for the source (folder of idx/pickle/images/shards)
     dir: str | None = None  # prepared dataset dir; default: a cache dir keyed by source+options
     options: dict = field(default_factory=dict)  # source options, e.g. classes, samples_per_class
+    strict: bool = False  # stop at the first bad sample (prepare, stream, run) instead of skipping it
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,17 @@
 """Bad data is skipped, counted and named (or stops --strict with exit 2); bad arguments exit 2."""
 
+import io
+import json
 import tarfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from streamssl.cli import main
-from streamssl.ingest import load_dataset_info, prepare, read_manifest, read_samples
+from streamssl.errors import DataError
+from streamssl.ingest import load_dataset_info, load_images, prepare, read_manifest, read_samples
+from streamssl.ingest.writer import ShardWriter
 
 SHARD = "imagenet22k-train-0000.tar"
 
@@ -150,3 +156,113 @@ def test_no_valid_sample_at_all_is_an_error(tmp_path, make_shards, make_sample, 
     folder = make_shards(tmp_path / "in", make_sample("a", 0, b"not an image"))
     assert main(["prepare", "wds", str(folder), "--out", str(tmp_path / "out")]) == 2
     assert "wds: no valid samples (1 skipped; first: imagenet22k-train-0000.tar a:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- images that open but do not decode
+
+
+def _truncated_png(seed=9) -> bytes:
+    """A PNG whose header (size, mode) is intact and whose pixel data stops halfway."""
+    buf = io.BytesIO()
+    noise = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)  # IDAT: ~all bytes
+    Image.fromarray(noise).save(buf, format="PNG")
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+def test_truncated_png_in_an_image_folder_is_skipped_and_named(image_folder, tmp_path):
+    (image_folder / "cat" / "c_cut.png").write_bytes(_truncated_png())
+    assert Image.open(image_folder / "cat" / "c_cut.png").size == (16, 16)  # the header opens
+    info = prepare("imagefolder", image_folder, tmp_path / "out", parallel=False)
+    [skip] = info["skipped"]
+    assert skip["shard"] == "cat/c_cut.png" and "truncated" in skip["reason"]
+    assert info["num_samples"] + len(info["skipped"]) == 7  # valid samples in = out + skipped
+    manifest = read_manifest(tmp_path / "out")
+    assert len(manifest) == 6 and "cat/c_cut.png" not in {json.loads(s["json"])["id"]
+                                                         for s in read_samples(tmp_path / "out", manifest)}
+    for shard in (tmp_path / "out").glob("shard-*.tar"):  # every shard whole, none left half-written
+        with tarfile.open(shard) as tf:
+            assert len(tf.getmembers()) == 3 * (manifest.shard == shard.name).sum()
+    assert not list((tmp_path / "out").glob("*.tmp")) and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_wds_verify_decodes_every_image_and_no_verify_admits_it(tmp_path, jpeg_bytes, make_shards, make_sample):
+    cut = jpeg_bytes[: len(jpeg_bytes) - 40]  # JPEG header intact, entropy data cut off
+    folder = make_shards(tmp_path / "in", make_sample("a", 0, jpeg_bytes) + make_sample("cut", 1, cut)
+                         + make_sample("png", 1, _truncated_png(), ext="png"))
+    info = prepare("wds", folder, tmp_path / "out", parallel=False)
+    assert read_manifest(tmp_path / "out").key.tolist() == ["a"]
+    reasons = {s["key"]: s["reason"] for s in info["skipped"]}
+    assert reasons["cut"].startswith("jpg member does not decode (OSError: image file is truncated")
+    assert reasons["png"].startswith("png member does not decode")
+    unverified = prepare("wds", folder, tmp_path / "nv", verify=False, parallel=False)
+    assert unverified["num_samples"] == 3 and unverified["skipped"] == []
+
+
+def test_eval_images_that_do_not_decode_are_left_out_and_named(tmp_path, jpeg_bytes, make_shards, make_sample):
+    folder = make_shards(tmp_path / "in", make_sample("a", 0, jpeg_bytes) + make_sample("bad", 1, b"junk")
+                         + make_sample("b", 1, jpeg_bytes))
+    prepare("wds", folder, tmp_path / "out", verify=False, parallel=False)
+    skipped = []
+    images, labels = load_images(tmp_path / "out", None, skipped=skipped)
+    assert images.shape == (2, 12, 16, 3) and labels.tolist() == [0, 1]
+    [record] = skipped
+    assert (record["shard"], record["key"]) == (SHARD, "bad") and record["reason"].startswith("image does not")
+    with pytest.raises(DataError, match=f"{SHARD}, key bad: image does not decode"):
+        load_images(tmp_path / "out", None)  # no list to record in: one line naming shard and key
+
+
+# ---------------------------------------------------------------- no half-written dataset
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_a_prepare_that_fails_midway_leaves_the_previous_dataset_intact(tmp_path, monkeypatch, error):
+    out = tmp_path / "out"
+    prepare("synthetic", None, out, classes=2, samples_per_class=5, size=8, shard_size=3)
+    before = _snapshot(out)
+    calls = []
+    real_write = ShardWriter.write
+
+    def failing_write(self, key, members):
+        calls.append(key)
+        if len(calls) == 6:  # two shards are complete by now
+            raise error
+        return real_write(self, key, members)
+
+    monkeypatch.setattr(ShardWriter, "write", failing_write)
+    with pytest.raises(type(error)):
+        prepare("synthetic", None, out, classes=3, samples_per_class=5, size=8, shard_size=3)
+    assert _snapshot(out) == before and load_dataset_info(out)["num_classes"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial dataset beside it either
+    monkeypatch.undo()
+    with pytest.raises(type(error)):  # a fresh target: nothing at all is left behind
+        monkeypatch.setattr(ShardWriter, "write", failing_write)
+        calls.clear()
+        prepare("synthetic", None, tmp_path / "new", classes=3, samples_per_class=5, size=8, shard_size=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_strict_prepare_leaves_the_previous_dataset_intact(image_folder, tmp_path):
+    out = tmp_path / "out"
+    prepare("imagefolder", image_folder, out, parallel=False)
+    before = _snapshot(out)
+    (image_folder / "cat" / "c_cut.png").write_bytes(_truncated_png())
+    with pytest.raises(DataError, match="cat/c_cut.png"):
+        prepare("imagefolder", image_folder, out, parallel=False, strict=True)
+    assert _snapshot(out) == before
+
+
+def test_a_new_prepare_replaces_the_old_dataset_whole(tmp_path):
+    out = tmp_path / "out"
+    prepare("synthetic", None, out, classes=2, samples_per_class=10, size=8, shard_size=4)
+    (out / "streams").mkdir()  # something a run put there stays
+    stale = tmp_path / f".out.partial-{2**31 - 2}-x"  # left by a killed prepare (no such process)
+    stale.mkdir()
+    info = prepare("synthetic", None, out, classes=3, samples_per_class=2, size=8, shard_size=4)
+    assert info["num_samples"] == 6 and load_dataset_info(out)["num_classes"] == 3
+    assert sorted(p.name for p in out.glob("shard-*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
+    assert len(read_manifest(out / "test")) == load_dataset_info(out / "test")["num_samples"]
+    assert (out / "streams").is_dir() and not stale.exists()

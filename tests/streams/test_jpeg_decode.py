@@ -1,4 +1,5 @@
-"""JPEG stream samples decode through simplejpeg into the batch array, pixel-identical to PIL."""
+"""JPEG stream samples decode through simplejpeg into the batch array, pixel-identical to PIL;
+an image that does not decode is marked (zeros + a reason), or stops --strict naming shard and key."""
 
 import io
 import json
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import streamssl.streams.reader as reader
+import streamssl.streams.decode as reader
+from streamssl.errors import DataError
 from streamssl.streams.tario import ShardWriter
 
 
@@ -48,7 +50,22 @@ def test_jpeg_header_only_for_what_simplejpeg_decodes_natively():
     assert reader._jpeg_header({"jpg": b"not a jpeg"}, None) is None
 
 
-def test_truncated_jpeg_is_a_data_error_naming_the_shard(tmp_path):
-    buffers = _shard(tmp_path, [_jpeg("RGB")[:200], _jpeg("RGB", seed=1)])
-    with pytest.raises(reader.DataError, match="stream-000000.tar"):
-        reader.decode_samples(buffers, np.arange(2))
+@pytest.mark.parametrize("fast", [True, False])
+def test_truncated_jpeg_is_marked_or_a_strict_error_naming_shard_and_key(tmp_path, monkeypatch, fast):
+    if not fast:
+        monkeypatch.setattr(reader, "simplejpeg", None)
+    good = _jpeg("RGB", seed=1)
+    buffers = _shard(tmp_path, [_jpeg("RGB")[:200], good, b"not an image at all"])
+    batch = reader.decode_samples(buffers, np.arange(3))
+    assert batch["image"].shape == (3, 16, 24, 3)
+    assert [bool(r) for r in batch["skip"]] == [True, False, True]
+    assert batch["skip"][0].startswith("image does not decode") and not batch["image"][0].any()
+    np.testing.assert_array_equal(batch["image"][1], np.asarray(Image.open(io.BytesIO(good)).convert("RGB")))
+    assert list(batch["key"]) == ["k0", "k1", "k2"]
+    with pytest.raises(DataError, match=r"stream-000000.tar, key k0: image does not decode"):
+        reader.decode_samples(buffers, np.arange(3), strict=True)
+
+
+def test_every_image_bad_still_gives_a_batch(tmp_path):
+    batch = reader.decode_samples(_shard(tmp_path, [b"junk", b"more junk"]), np.arange(2), size=(4, 5))
+    assert batch["image"].shape == (2, 4, 5, 3) and all(batch["skip"])

@@ -17,12 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="--out holds an earlier run: delete its files (TensorBoard events included) first")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its newest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad sample (dataset.strict=true)")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from streamssl.train.runner import run_pipeline
 
+    args.overrides += ["dataset.strict=true"] if args.strict else []
     run_dir, config = _resume_target(args) if args.resume else _new_target(args)
     info = run_pipeline(config, run_dir, progress=not args.no_progress, resume=bool(args.resume))
     if info.get("already_completed"):

@@ -9,6 +9,7 @@ from streamssl.ingest import cifar, fashion_mnist, imagefolder, synthetic, wds
 from streamssl.ingest.dataset import warn_skipped
 from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.reader import load_dataset_info
+from streamssl.ingest.staging import staged
 from streamssl.ingest.writer import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_SIZE
 
 SOURCES = {
@@ -35,18 +36,6 @@ def _check_options(source: str, options: dict, test_path) -> None:
             f"--test-path: {source} brings its own test split "
             f"(--test-path is for {', '.join(sorted(_TEST_PATH_SOURCES))})"
         )
-
-
-def _clear_outputs(out: Path, source: str) -> None:
-    """Remove what an earlier prepare wrote to `out`, so no stale shard or split lingers."""
-    for folder in (out, out / "test"):
-        if not folder.is_dir():
-            continue
-        stale = [folder / "manifest.parquet", folder / "dataset.json"]
-        if source != "wds":  # wds outputs hold no shards; its input may even be `out` itself
-            stale += list(folder.glob("shard-*.tar")) + list(folder.glob("shard-*.tar.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
 
 
 def _input_path(path, arg: str) -> Path | None:
@@ -78,10 +67,11 @@ def prepare(
         source: one of SOURCES ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "wds",
             "synthetic").
         path: the source's input (folder); None for synthetic and the Debian Fashion-MNIST.
-        out: output folder; the test split (when there is one) goes to `out/test`.
+        out: output folder; the test split (when there is one) goes to `out/test`. The dataset is
+            built in a folder beside it and moved in once complete (`ingest.staging`).
         shard_size: samples per shard (shards also close past ~500 MB, `shard_bytes`).
         strict: stop at the first bad sample with DataError instead of skipping it.
-        verify: wds only: check each image member opens (header only).
+        verify: wds only: check each image member decodes (in full).
         test_path: imagefolder/wds: a second folder holding the test split.
         parallel: per-file work on Ray Data; None decides by task count (2+ tasks).
         progress: progress bars; None shows them on a terminal only.
@@ -108,9 +98,8 @@ def prepare(
         progress,
     )
     in_path, out = _input_path(path, "PATH"), Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out, source)
-    info = SOURCES[source](in_path, out, opts, **source_options)
+    with staged(out, source) as folder:  # a failed or interrupted prepare leaves `out` as it was
+        info = SOURCES[source](in_path, folder, opts, **source_options)
     test_skipped = load_dataset_info(out / "test")["skipped"] if info.get("test") else []
     warn_skipped(info["skipped"] + test_skipped)
     return info

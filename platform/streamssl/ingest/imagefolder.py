@@ -2,8 +2,10 @@
 
 Label ids follow sorted class-folder names; samples follow sorted paths. PNG, JPEG and WEBP
 bytes are stored untouched with the extension of their real format (a `.png` that is really a
-JPEG becomes `jpg`); other formats PIL can open are re-encoded as PNG. Every chunk of
-`shard_size` files (or ~500 MB) is one task writing one shard, on Ray Data when there are 2+.
+JPEG becomes `jpg`); other formats PIL can open are re-encoded as 8-bit PNG. Every image is
+decoded in full once: one that does not decode is a skip record, never a crash here or in a run.
+Every chunk of `shard_size` files (or ~500 MB) is one task writing one shard, on Ray Data when
+there are 2+.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from streamssl.errors import ConfigError
 from streamssl.ingest.dataset import TASK_COLUMNS, collect_rows, write_dataset
 from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.parallel import run_tasks, want_ray
+from streamssl.ingest.pixels import eight_bit
 from streamssl.ingest.stats import decoded_stats
 from streamssl.ingest.writer import SHARD_PATTERN, ShardWriter, encode_meta
 
 _KEEP = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}  # PIL format -> stored extension
+_PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")  # what PNG stores at 8 bits as is
 _TASK_BYTES = 1 << 62  # a task writes exactly one shard; chunking already bounded its size
 
 
@@ -59,12 +63,20 @@ def plan_chunks(sizes: np.ndarray, max_count: int, max_bytes: int) -> list[tuple
 
 
 def read_image_file(path: Path) -> tuple[str, bytes, int, int]:
-    """(extension, bytes to store, width, height) of one image file; raises if it does not open."""
+    """(extension, bytes to store, width, height) of one image file; raises if it does not decode.
+
+    The whole image is decoded, so a truncated body (an intact header) fails here, at prepare,
+    rather than in a run. Formats not kept as they are become 8-bit PNG (high depth scaled).
+    """
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
+        img.load()  # the full decode: PIL reads only the header until pixels are needed
         if img.format in _KEEP:
             return _KEEP[img.format], data, width, height
+        img = eight_bit(img)
+        if img.mode not in _PNG_MODES:  # e.g. CMYK or YCbCr TIFF
+            img = img.convert("RGB")
         buf = io.BytesIO()
         img.save(buf, format="PNG")  # e.g. BMP/GIF/TIFF: decoded once, stored losslessly
         return "png", buf.getvalue(), width, height

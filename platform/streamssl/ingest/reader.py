@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from streamssl.errors import ConfigError, DataError
+from streamssl.ingest.pixels import decode_failure, rgb_image
 
 _FAST_TYPES = (b"0", b"\0")  # regular files, the only members our writer emits
 
@@ -122,7 +123,7 @@ def read_samples_at(root: Path, rows: pd.DataFrame) -> list[dict]:
 
 
 def decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
-    """Decode one encoded image to uint8 (H, W, 3): gray replicated, alpha dropped.
+    """Decode one encoded image to uint8 (H, W, 3): gray replicated, alpha dropped, 16-bit scaled.
 
     Args:
         data: PNG/JPEG/WEBP bytes.
@@ -131,20 +132,57 @@ def decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
         if size is not None:
             img.draft("RGB", (size, size))  # JPEG: decode at a reduced DCT scale, much faster
-        img = img.convert("RGB")
+        img = rgb_image(img)
         if size is not None and img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img)
 
 
-def decode_rows(root: Path, rows: pd.DataFrame, size: int | None) -> list[np.ndarray]:
-    """Read and decode the image of every row (uint8 (H, W, 3) each), in the rows' order."""
+def _decode_or_reason(sample: dict, ext: str, size: int | None) -> np.ndarray | str:
+    """The decoded image, or why it does not decode (a missing member included)."""
+    if ext not in sample:
+        return f"no {ext} member"
+    try:
+        return decode_rgb(sample[ext], size)
+    except Exception as err:  # noqa: BLE001 (PIL raises many types; any of them is the sample's fault)
+        return decode_failure(err)
+
+
+def decode_rows(root: Path, rows: pd.DataFrame, size: int | None, skipped: list | None = None) -> list[np.ndarray]:
+    """Read and decode the image of every row (uint8 (H, W, 3) each), in the rows' order.
+
+    Args:
+        root: the shard root of `rows`.
+        rows: manifest rows (key, shard, offset, nbytes, ext).
+        size: resize to (size, size); None keeps native sizes.
+        skipped: None: an image that does not decode raises DataError naming its shard and key.
+            A list: such images are left out and one {shard, key, reason} per image is appended.
+    """
+    return _keep_decoded(rows, decode_rows_marked(root, rows, size), skipped)[0]
+
+
+def _keep_decoded(rows: pd.DataFrame, decoded: list, skipped: list | None) -> tuple[list, pd.DataFrame]:
+    """The decoded images and their rows; the others raise (`skipped` None) or are recorded in it."""
+    good = np.array([not isinstance(image, str) for image in decoded], dtype=bool)
+    records = [
+        {"shard": str(rows["shard"].iloc[i]), "key": str(rows["key"].iloc[i]), "reason": decoded[i]}
+        for i in np.flatnonzero(~good)
+    ]
+    if records and skipped is None:
+        raise DataError(f"{records[0]['shard']}, key {records[0]['key']}: {records[0]['reason']}")
+    if skipped is not None:
+        skipped += records
+    return [image for image, ok in zip(decoded, good) if ok], rows[good]
+
+
+def decode_rows_marked(root: Path, rows: pd.DataFrame, size: int | None) -> list[np.ndarray | str]:
+    """Every row's decoded image, or the reason it does not decode, in the rows' order."""
     samples = read_samples_at(root, rows)
     exts = rows["ext"].tolist()
 
-    def decode_chunk(start: int) -> list[np.ndarray]:
+    def decode_chunk(start: int) -> list[np.ndarray | str]:
         part = zip(samples[start : start + 256], exts[start : start + 256])
-        return [decode_rgb(sample[ext], size) for sample, ext in part]
+        return [_decode_or_reason(sample, ext, size) for sample, ext in part]
 
     # PIL releases the GIL while decoding, so threads scale on large JPEGs; chunks keep the
     # per-task overhead negligible for 32x32 PNGs.
@@ -168,6 +206,7 @@ def load_images(
     seed: int = 0,
     size: int | None = None,
     label_column: str = "label",
+    skipped: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random subset of a prepared dataset, decoded (the kNN memory / test sets).
 
@@ -178,6 +217,9 @@ def load_images(
         size: resize every image to (size, size); None keeps the native size, which must then
             be the same for all chosen images.
         label_column: which manifest label column to return.
+        skipped: None: an image that does not decode raises DataError naming its shard and key.
+            A list: such images are left out of the result (so fewer than n come back) and one
+            {shard, key, reason} per image is appended to it.
 
     Returns:
         images: uint8 (n, H, W, 3), in source order of the chosen samples.
@@ -185,6 +227,7 @@ def load_images(
 
     Raises:
         ConfigError: unknown label column, or mixed native sizes with size=None.
+        DataError: an image that does not decode, when `skipped` is None.
     """
     manifest = read_manifest(dataset_dir)
     if label_column not in manifest.columns:
@@ -192,7 +235,7 @@ def load_images(
     rows = choose_rows(manifest, n, seed)
     if size is None and len(rows) and (rows.width.nunique() > 1 or rows.height.nunique() > 1):
         raise ConfigError(f"{dataset_dir}: images have different sizes; pass size= to resize them")
-    decoded = decode_rows(shard_root(dataset_dir), rows, size)
+    decoded, rows = _keep_decoded(rows, decode_rows_marked(shard_root(dataset_dir), rows, size), skipped)
     if not decoded:
         side = size or 0
         return np.zeros((0, side, side, 3), np.uint8), np.zeros(0, np.int64)

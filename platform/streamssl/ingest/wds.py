@@ -1,13 +1,15 @@
 """Indexing existing WebDataset shards in place (e.g. timm's `imagenet22k-train-0000.tar`).
 
-Only tar headers, `cls` members and (unless --no-verify) image headers are read; images are
-never rewritten, so the manifest's `shard` paths point into the input folder (`shard_root`).
+Only tar headers, `cls` members and (unless --no-verify) images are read, each image decoded in
+full once so that one that does not decode is a skip here rather than a failure in a run; images
+are never rewritten, so the manifest's `shard` paths point into the input folder (`shard_root`).
 One task per shard, on Ray Data when there are 2+. Damage is contained to what it touches: a
 truncated or corrupt tar keeps every complete sample before the damage.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tarfile
@@ -90,11 +92,7 @@ def check_sample(tf: tarfile.TarFile, members: list[tarfile.TarInfo], verify: bo
         raise ValueError(f"cls is not a non-negative integer: {text[:20]!r}")
     width = height = -1  # unknown without --verify
     if verify:
-        try:
-            with Image.open(tf.extractfile(by_ext[image_ext])) as img:  # header only, no decode
-                width, height = img.size
-        except Exception as err:
-            raise ValueError(f"{image_ext} member does not open as an image ({type(err).__name__})") from None
+        width, height = _decoded_size(tf.extractfile(by_ext[image_ext]).read(), image_ext)
     return {
         "label": int(text),
         "ext": image_ext,
@@ -102,6 +100,22 @@ def check_sample(tf: tarfile.TarFile, members: list[tarfile.TarInfo], verify: bo
         "width": width,
         "height": height,
     }
+
+
+def _decoded_size(data: bytes, ext: str) -> tuple[int, int]:
+    """(width, height) of an image that decodes in full; ValueError saying why it does not."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception as err:
+        raise ValueError(f"{ext} member does not open as an image ({type(err).__name__})") from None
+    with img:
+        size = img.size  # before draft, which shrinks it
+        img.draft(img.mode, (1, 1))  # JPEG: the smallest DCT scale still reads every coefficient
+        try:
+            img.load()  # the whole body: a truncated or corrupt one fails here, not in a run
+        except Exception as err:
+            raise ValueError(f"{ext} member does not decode ({type(err).__name__}: {err})") from None
+    return size
 
 
 def _sample_row(tf: tarfile.TarFile, key: str, members: list, seen: set, spec: dict) -> dict:

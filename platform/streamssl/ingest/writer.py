@@ -125,5 +125,16 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def abort(self) -> None:
+        """Drop the shard being written: a failed task leaves no complete-looking partial shard."""
+        if self._file is None:
+            return
+        self._file.close()
+        (self.out_dir / (self.name + ".tmp")).unlink(missing_ok=True)
+        self._file = None
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -8,8 +8,6 @@ while `preserve_order` keeps their output in stream order. No global sort happen
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -21,25 +19,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 import ray.exceptions
-from PIL import Image
 from ray.data import Datasource
 from ray.data.block import BlockMetadata
 from ray.data.datasource import ReadTask
 from ray.data.extensions import ArrowTensorArray
 
-try:
-    import simplejpeg
-except ImportError:  # an optional speed-up: PIL decodes JPEGs without it
-    simplejpeg = None
-
 from streamssl.errors import ConfigError, DataError
+from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
 from streamssl.streams.split import RankSplit, rank_split, unused_message
-from streamssl.streams.tario import split_samples
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 CHUNK_BYTES = 4 << 20  # encoded bytes per read task: amortizes task overhead, keeps blocks modest
 MAX_READ_TASKS = 20_000  # huge streams get larger chunks instead of more tasks
 MAX_GAP_BYTES = 256 << 10  # other ranks' bytes between two wanted samples: read through, don't seek
@@ -76,8 +67,10 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
 
     Returns:
         ray.data.Dataset with rows `key` (str, dataset key), `pos` (int64 stream position),
-        `label` (int64, the label the stream segments by) and `image` (uint8 (H, W, 3); gray
-        images replicated to 3 channels), in increasing `pos`.
+        `label` (int64, the label the stream segments by), `image` (uint8 (H, W, 3); gray
+        images replicated to 3 channels) and `skip` (str: "" when the image decoded, else why not;
+        its image is then zeros: drop the row, see `streamssl.train.skips`), in increasing `pos`.
+        Rows are never dropped here, so stream batches keep their boundaries on every rank.
     """
     split = stream_split(stream_dir, rank, world_size, block)
     unused = unused_message(int(stream_info(stream_dir)["num_samples"]), world_size, block)
@@ -175,115 +168,8 @@ def _read_chunk(chunk: ReadChunk, size) -> Iterator[pa.Table]:
 def _to_block(batch: dict[str, np.ndarray]) -> pa.Table:
     # direct construction: BlockAccessor.batch_to_block costs ~5x more for large images
     return pa.table({"key": pa.array(batch["key"], pa.string()), "pos": batch["pos"],
-                     "label": batch["label"], "image": ArrowTensorArray.from_numpy(batch["image"])})
-
-
-def decode_samples(buffers: list[tuple[str, bytes]], positions: np.ndarray,
-                   size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-    """Decode the samples at `positions` from tar byte ranges of stream shards.
-
-    Args:
-        buffers: [(path, bytes)]: whole tar members, in stream order.
-        positions: (B,) increasing stream positions to keep (others in the ranges are skipped).
-        size: None, or (H, W) to resize to.
-
-    Returns:
-        {"key": (B,) object str, "pos": (B,) int64, "label": (B,) int64, "image": (B, H, W, 3)
-        uint8 when all sizes agree, else a (B,) object array of (H_i, W_i, 3) uint8}.
-
-    Raises:
-        DataError: a sample missing from the ranges or unreadable (names the shard).
-    """
-    wanted, found = set(positions.tolist()), []
-    for path, buf in buffers:
-        try:
-            found += [(path, name, members) for name, members in split_samples(buf) if int(name) in wanted]
-        except ValueError as err:
-            raise DataError(f"{path}: bad tar data ({err})") from None
-    if len(found) != len(positions):
-        raise DataError(f"{buffers[0][0]}: {len(positions) - len(found)} of the index's samples are missing")
-    keys, labels, images = [], np.empty(len(found), np.int64), []
-    for i, (path, name, members) in enumerate(found):
-        try:
-            keys.append(json.loads(members["json"])["key"])
-            labels[i] = int(members["cls"])
-            images.append(_jpeg_header(members, size) or _open_image(members, size))
-        except (StopIteration, KeyError, ValueError, OSError) as err:
-            raise DataError(f"{path}: sample {name}: unreadable ({type(err).__name__}: {err})") from None
-    return {"key": np.array(keys, dtype=object), "pos": positions.astype(np.int64), "label": labels,
-            "image": _decode_all(images, [path for path, _, _ in found])}
-
-
-@dataclass(frozen=True)
-class _Jpeg:
-    """A JPEG left encoded until it is decoded straight into the batch array."""
-
-    data: bytes
-    size: tuple[int, int]  # (W, H), as PIL's Image.size
-
-
-def _jpeg_header(members: dict[str, bytes], size) -> _Jpeg | None:
-    """simplejpeg's header of a JPEG kept at its native size, else None (PIL handles the rest).
-
-    libjpeg-turbo through simplejpeg decodes into a given buffer, which saves PIL's image object,
-    its copy into the batch and the page faults of a fresh allocation per image: 1.4-2.8x faster
-    per 256 px image here, with identical pixels (both use libjpeg-turbo's default IDCT).
-    """
-    data = members.get("jpg", members.get("jpeg"))
-    if data is None or simplejpeg is None:
-        return None
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError:  # not a baseline/progressive JFIF simplejpeg reads: PIL decides
-        return None
-    if colorspace not in ("Gray", "YCbCr", "RGB") or (size is not None and (height, width) != size):
-        return None
-    return _Jpeg(data, (width, height))
-
-
-def _open_image(members: dict[str, bytes], size) -> Image.Image:
-    """The image opened lazily (header only); a resize decodes it now."""
-    image = Image.open(io.BytesIO(members[next(e for e in IMAGE_EXTS if e in members)]))
-    if size is not None and image.size != (size[1], size[0]):
-        image = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-    return image
-
-
-def _decode_all(images: list[Image.Image], paths: list[str]) -> np.ndarray:
-    """(B, H, W, 3) uint8 decoded straight into one array when sizes agree, else ragged.
-
-    Filling one preallocated array saves a copy and a fresh allocation per image: at 256 px,
-    page faults on fresh memory are the largest cost after the decode itself.
-    """
-    Image.core.set_blocks_max(16)  # let PIL reuse image memory across decodes in this worker
-    if not images or any(im.size != images[0].size for im in images):
-        return _ragged([_rgb(im, path) for im, path in zip(images, paths)])
-    width, height = images[0].size
-    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
-    for i, (im, path) in enumerate(zip(images, paths)):
-        decoded = _rgb(im, path, out[i])
-        if not np.may_share_memory(decoded, out):  # PIL (or a fallback) made its own array
-            out[i] = decoded
-    return out
-
-
-def _rgb(image: Image.Image | _Jpeg, path: str, out: np.ndarray | None = None) -> np.ndarray:
-    """The image as uint8 (H, W, 3); a JPEG is decoded into `out` when one is given."""
-    if isinstance(image, _Jpeg):
-        try:
-            return simplejpeg.decode_jpeg(image.data, colorspace="RGB", buffer=out)
-        except ValueError:  # something libjpeg-turbo's strict mode refuses: let PIL try
-            image = Image.open(io.BytesIO(image.data))
-    try:
-        return np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-    except (OSError, ValueError) as err:  # a truncated or corrupt image fails only at decode
-        raise DataError(f"{path}: image does not decode ({err})") from None
-
-
-def _ragged(images: list[np.ndarray]) -> np.ndarray:
-    ragged = np.empty(len(images), dtype=object)
-    ragged[:] = images
-    return ragged
+                     "label": batch["label"], "image": ArrowTensorArray.from_numpy(batch["image"]),
+                     "skip": pa.array(batch["skip"], pa.string())})
 
 
 def ordered_map(fn: Callable[[int], pa.Table], num_items: int, num_cpus: float = 1.0) -> Iterator[pa.Table]:

@@ -82,7 +82,7 @@ def ensure_dataset(config: RunConfig) -> Path:
         out = data_root() / "datasets" / f"{ds.source}-{digest(dataset_key(config))}"
     if not (out / "dataset.json").exists():
         log.info("preparing %s into %s", ds.source, out)
-        prepare(ds.source, ds.path, str(out), **ds.options)
+        prepare(ds.source, ds.path, str(out), strict=ds.strict, **ds.options)
     return out
 
 

@@ -3,7 +3,7 @@ and a linear probe, both on the same frozen features."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from streamssl.augment import eval_transform, to_model_input
 from streamssl.config import RunConfig
 from streamssl.evaluation import knn_accuracy, linear_probe, protocol_name, protocol_name_linear
+from streamssl.train.skips import load_eval_set
 
 
 @dataclass
@@ -25,22 +26,25 @@ class EvalData:
     mean: tuple
     std: tuple
     num_classes: int
+    skipped: list = field(default_factory=list)  # undecodable images left out ({..., where}, train.skips)
+    counts: dict = field(default_factory=dict)  # {"memory"|"test": {in, used, skipped}}
 
 
 def load_eval_data(config: RunConfig, dataset_dir: Path) -> EvalData:
-    from streamssl.ingest import load_dataset_info, load_images
+    from streamssl.ingest import load_dataset_info
 
     info = load_dataset_info(dataset_dir)
     column = config.stream.label_column
     size, seed, ev = config.model.image_size, config.seed, config.eval
     test_dir = dataset_dir / "test" if (dataset_dir / "test" / "dataset.json").exists() else dataset_dir
-    read = config.model.read_size
-    mem_x, mem_y = load_images(dataset_dir, ev.memory_samples, seed=seed, size=read, label_column=column)
-    test_x, test_y = load_images(test_dir, ev.test_samples, seed=seed + 1, size=read, label_column=column)
+    kw = {"size": config.model.read_size, "label_column": column, "strict": config.dataset.strict}
+    mem_x, mem_y, (mem_skips, mem_counts) = load_eval_set("memory", dataset_dir, ev.memory_samples, seed, **kw)
+    test_x, test_y, (test_skips, test_counts) = load_eval_set("test", test_dir, ev.test_samples, seed + 1, **kw)
     num_classes = info.get("label_columns", {}).get(column, {}).get("num_classes", info["num_classes"])
     return EvalData(to_model_input(mem_x, size), torch.from_numpy(np.array(mem_y)), to_model_input(test_x, size),
                     torch.from_numpy(np.array(test_y)), tuple(info.get("mean") or (0.5,) * 3),
-                    tuple(info.get("std") or (0.5,) * 3), int(num_classes))
+                    tuple(info.get("std") or (0.5,) * 3), int(num_classes), mem_skips + test_skips,
+                    {"memory": mem_counts, "test": test_counts})
 
 
 @torch.no_grad()

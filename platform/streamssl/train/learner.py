@@ -28,7 +28,7 @@ from streamssl import distributed
 from streamssl.augment import eval_transform
 from streamssl.buffers import POLICIES, ReplayBuffer
 from streamssl.config import RunConfig
-from streamssl.errors import TrainingError
+from streamssl.errors import DataError, TrainingError
 from streamssl.methods import METHODS
 from streamssl.optim import build_optimizer, learning_rate, set_lr
 
@@ -84,10 +84,19 @@ class Learner:
         return True if setting == "auto" else bool(setting)
 
     def observe(self, images: torch.Tensor, keys: list[str], labels: torch.Tensor) -> list[UpdateResult]:
-        """Consume one stream batch: uint8 images [B, 3, S, S] on the device, keys, labels [B]."""
+        """Consume one stream batch: uint8 images [b, 3, S, S] on the device, keys, labels [b].
+
+        b may be below B, even 0, when samples of the batch did not decode: the batch still
+        makes its K updates (with B buffer entries in the stream batch's place when b is 0), so
+        every DDP rank makes the same number.
+        """
         new = self.buffer.insert(images, keys, labels)
         if self.config.learner.schedule == "minred":
             return self._observe_minred()
+        if len(self.buffer) == 0:
+            return self._nothing_to_train_on()
+        if new.numel() == 0:  # no image of this stream batch decoded: B buffer entries stand in for it
+            new = self.buffer.sample(self.config.learner.stream_batch, self.buffer_gen)
         begin = getattr(self.method, "begin_batch", None)
         if begin is not None:
             begin(self.buffer.images[new], self.aug_gen)
@@ -107,6 +116,18 @@ class Learner:
             replay = self.buffer.sample(b, self.buffer_gen, exclude=new)
         return self._update(torch.cat([new.cpu(), replay.cpu()]))
 
+    def _nothing_to_train_on(self) -> list[UpdateResult]:
+        """An empty stream batch and an empty buffer: alone, skip the batch; with DDP, stop.
+
+        Other ranks make K updates on their batches, and each one is a collective this rank
+        cannot join without an image (it would deadlock them), so the run stops, in one line.
+        """
+        if distributed.world_size() == 1:
+            return []
+        raise DataError(f"rank {distributed.rank()}: no image of stream batch {self.buffer.steps} decoded and "
+                        "the replay buffer is empty, so this worker has nothing to make its updates on; "
+                        "re-run `streamssl prepare` with verification, or use one worker")
+
     def _embed_buffer(self) -> None:
         """Overwrite buffer.features with raw backbone embeddings of every entry (for PSA)."""
         embed = getattr(self.method, "memory_embeddings", None) or self._eval_embeddings
@@ -125,8 +146,11 @@ class Learner:
             self.method.train(was_training)
 
     def _observe_minred(self) -> list[UpdateResult]:
-        if len(self.buffer) < self.buffer.capacity:
+        # full by the count of stream batches, equal on every rank even when a batch came short
+        if self.buffer.steps * self.config.learner.stream_batch < self.buffer.capacity:
             return []
+        if len(self.buffer) == 0:
+            return self._nothing_to_train_on()
         if self.embeds and len(self.buffer) > self.buffer.capacity:
             self._embed_buffer()
         self.buffer.resize(self.policy, self.buffer_gen)

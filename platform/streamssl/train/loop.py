@@ -36,6 +36,7 @@ class LoopState:
     last_linear: float = float("nan")
     class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
     evals: list = field(default_factory=list)  # (samples_seen, top1)
+    skipped: list = field(default_factory=list)  # this rank's undecodable stream samples (train.skips)
 
 
 def total_updates(config: RunConfig, total_samples: int) -> int:
@@ -85,7 +86,7 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
         evaluate()
         for hook in hooks:
             hook(learner, state)
-        bar.update(len(batch["label"]) * world_size)
+        bar.update(batch.get("rows", len(batch["label"])) * world_size)
         status = {"loss": f"{learner.last_loss:.3f}" if learner.update else "-",
                   "buf": f"{len(learner.buffer)}/{learner.buffer.capacity}", "knn": f"{state.last_knn:.3f}"}
         bar.set_postfix(pos=state.samples_seen, **status)
@@ -144,7 +145,8 @@ def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int
         failed = TrainingError(f"{err}, stream position {state.samples_seen}")
         failed.state = learner.state_dict()  # the runner saves it for post-mortems
         raise failed from err
-    state.samples_seen += len(labels) * world_size  # the ranks consume W stream batches per step
+    # the ranks consume W stream batches per step; "rows" counts samples dropped as undecodable too
+    state.samples_seen += batch.get("rows", len(labels)) * world_size
     for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
         state.class_seen_counts[int(c)] = state.class_seen_counts.get(int(c), 0) + int(n)
     for result in results:

@@ -18,6 +18,7 @@ import torch
 from streamssl import fsio
 from streamssl.config import RunConfig, dump
 from streamssl.errors import StreamSSLError, TrainingError
+from streamssl.train.skips import warn_run_skips
 from streamssl.train.datacache import data_root, ensure_dataset, ensure_stream, stream_args
 from streamssl.train.lifecycle import (
     RunInterrupted,
@@ -94,6 +95,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     if summary.pop("interrupted", False):
         _interrupted(run_dir, info, config, summary)
     info.update(status="completed", **summary)
+    warn_run_skips(info.get("skipped"))
     _finish(run_dir, info)
     return info
 
@@ -102,6 +104,7 @@ def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) 
     """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
+    from streamssl.train.skips import warn_run_skips
 
     dataset_dir = dataset_dir or ensure_dataset(config)
     init_ray()

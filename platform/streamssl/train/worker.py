@@ -49,6 +49,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     from streamssl.evaluation import MetricsLogger, NullLogger
     from streamssl.streams import read_stream
     from streamssl.train.evaluate import load_eval_data
+    from streamssl.train.skips import StreamSkips, run_skips
 
     end = stream_end(config, ctx.total, ctx.world)
     learner = Learner(config, ctx.device, total_updates(config, end // ctx.world), rank=ctx.rank)
@@ -64,6 +65,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size,
                          num_cpus=ctx.read_cpus, concurrency=ctx.read_concurrency)
     batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
+    batches = StreamSkips(state.skipped, ctx.stream_dir, ctx.dataset_dir, config.dataset.strict).filter(batches)
     save = checkpoint_saver(config, ctx, logger, sink)
     hooks = [dedup_hook(config, logger), checkpoint_hook(config, save)]
     if ctx.tune:
@@ -73,6 +75,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
                            world_size=ctx.world, progress=ctx.rank == 0 and ctx.progress, hooks=hooks,
                            learner=learner, state=state, should_stop=stop_check(ctx))
         learner = summary.pop("learner")
+        summary.update(run_skips(state.skipped, eval_data, summary["samples_seen"], ctx.dataset_dir, ctx.rank))
         if summary["interrupted"] and config.checkpoint.every and learner.buffer.steps % config.checkpoint.every:
             save(learner, state)  # stopped between checkpoints: one more, where it stopped
     finally:

@@ -1,0 +1,90 @@
+"""`prepare` builds a dataset in a temporary folder beside its target and moves it in when complete.
+
+So a prepare that fails, is interrupted or stops under --strict leaves no partial dataset, and the
+previous dataset in the target folder (if any) as it was. Into a new or empty target the finished
+folder is renamed in one step. Into a folder that already holds a dataset, the old dataset.json
+files go first (from then on no reader takes the folder for a dataset), then the old outputs, then
+the new files move in with the train split's dataset.json last: a reader sees the old dataset, no
+dataset, or the new one, never a mix. A folder left by a killed prepare is removed by the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_PARTIAL = ".partial-"
+
+
+@contextmanager
+def staged(out: Path, source: str) -> Iterator[Path]:
+    """Yield an empty folder beside `out`; once the body succeeds its dataset replaces `out`'s.
+
+    On any exception (KeyboardInterrupt included) the folder is removed and `out` is untouched.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_PARTIAL}{os.getpid()}-", dir=out.parent))
+    try:
+        yield tmp
+        commit(tmp, out, source)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale(out: Path) -> None:
+    """Remove staging folders of earlier prepares into `out` whose process no longer runs."""
+    for folder in out.parent.glob(f".{out.name}{_PARTIAL}*"):
+        pid = folder.name[len(out.name) + 1 + len(_PARTIAL):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def commit(tmp: Path, out: Path, source: str) -> None:
+    """Move the finished dataset in `tmp` into `out` (see the module docstring for the order)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+        return
+    for folder in (out, out / "test"):
+        (folder / "dataset.json").unlink(missing_ok=True)
+    clear_outputs(out, source)
+    if (tmp / "test").is_dir():
+        _move_split(tmp / "test", out / "test")
+    _move_split(tmp, out)
+
+
+def _move_split(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(src.iterdir()):
+        if entry.name not in ("dataset.json", "test"):
+            os.replace(entry, dst / entry.name)
+    if (src / "dataset.json").exists():
+        os.replace(src / "dataset.json", dst / "dataset.json")
+
+
+def clear_outputs(out: Path, source: str) -> None:
+    """Remove what an earlier prepare wrote to `out`, so no stale shard or split lingers."""
+    for folder in (out, out / "test"):
+        if not folder.is_dir():
+            continue
+        stale = [folder / "manifest.parquet", folder / "dataset.json"]
+        if source != "wds":  # wds outputs hold no shards; its input may even be `out` itself
+            stale += list(folder.glob("shard-*.tar")) + list(folder.glob("shard-*.tar.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
