@@ -18,7 +18,6 @@ import torch
 from streamssl import fsio
 from streamssl.config import RunConfig, dump
 from streamssl.errors import StreamSSLError, TrainingError
-from streamssl.train.skips import warn_run_skips
 from streamssl.train.datacache import data_root, ensure_dataset, ensure_stream, stream_args
 from streamssl.train.lifecycle import (
     RunInterrupted,
@@ -28,6 +27,7 @@ from streamssl.train.lifecycle import (
     read_info,
     write_info,
 )
+from streamssl.train.skips import warn_run_skips
 
 __all__ = ["data_root", "ensure_dataset", "ensure_stream", "run_pipeline", "stream_args"]
 
@@ -104,7 +104,6 @@ def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) 
     """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
-    from streamssl.train.skips import warn_run_skips
 
     dataset_dir = dataset_dir or ensure_dataset(config)
     init_ray()
