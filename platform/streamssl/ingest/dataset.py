@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamssl.errors import DataError
+from streamssl.fsio import write_text
 
 log = logging.getLogger("streamssl.ingest")
 
@@ -137,10 +138,14 @@ def write_dataset(
         "image_ext": exts[0] if len(exts) == 1 else "mixed" if exts else None,
         **(extra or {}),
     }
-    # One top-level field per line, values compact: readable even with 21,841 class names.
-    lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
-    (out_dir / "dataset.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    write_info(out_dir, info)
     return info
+
+
+def write_info(out_dir: Path, info: dict) -> None:
+    """dataset.json: one top-level field per line, values compact (readable with 21,841 class names)."""
+    lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
+    write_text(out_dir / "dataset.json", "{\n" + ",\n".join(lines) + "\n}\n")
 
 
 def collect_rows(frames: Iterable[pd.DataFrame], strict: bool) -> tuple[pd.DataFrame, list[dict]]:
