@@ -42,3 +42,24 @@ def data_root(tmp_path_factory, ray_local):
     mp.setenv("STREAMSSL_DATA", str(root))
     yield root
     mp.undo()
+
+
+@pytest.fixture
+def make_image_folder():
+    """make(root, {class: count}, size=8): ROOT/CLASS/NN.png, distinct seeded RGB PNGs; returns root."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def make(root, counts: dict, size: int = 8):
+        rng = np.random.default_rng(5)
+        for name, n in counts.items():
+            (root / name).mkdir(parents=True)
+            for i in range(n):
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+                (root / name / f"{i:02d}.png").write_bytes(buf.getvalue())
+        return root
+
+    return make

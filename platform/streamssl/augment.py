@@ -31,6 +31,11 @@ _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L") and tor
 _SOLARIZE_THRESHOLD = 128 / 255  # PIL's ImageOps.solarize default, on the [0, 1] scale
 _MAX_ATTEMPTS = 10  # RandomResizedCrop's rejection-sampling attempts
 _NO_JITTER = 256  # sorts after every jitter order code (a permutation of 0..3 as 4 base-4 digits)
+# The one input normalization of the platform, on [0, 1] pixels: every method's training crops and
+# every evaluation input (kNN, probe, BN recalibration, health) use it, so features are compared
+# on the inputs the network was trained on.
+TRAIN_MEAN = (0.5, 0.5, 0.5)
+TRAIN_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class CropParams:
     p_blur: float = 0.1
     sigma: tuple[float, float] = (0.1, 2.0)
     p_solarize: float = 0.1
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, float, float] = TRAIN_MEAN
+    std: tuple[float, float, float] = TRAIN_STD
 
     def __post_init__(self) -> None:
         if self.crops < 1 or self.size < 1:
@@ -163,11 +168,23 @@ def to_model_input(images, size: int) -> torch.Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def eval_transform(images_u8: torch.Tensor, mean, std) -> torch.Tensor:
-    """Evaluation transform: (b, 3, H, W) uint8 -> (b, 3, H, W) float32, (x/255 - mean) / std."""
-    m = torch.as_tensor(mean, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32, device=images_u8.device).view(1, -1, 1, 1)
-    return (images_u8.float() / 255 - m) / s
+def normalize_(x: torch.Tensor, mean=TRAIN_MEAN, std=TRAIN_STD) -> torch.Tensor:
+    """(x - mean) / std in place on (b, 3, H, W) float pixels in [0, 1]; returns x.
+
+    The normalization step of both the training crops (`apply_crops`) and `eval_transform`.
+    """
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def eval_transform(images_u8: torch.Tensor, mean=TRAIN_MEAN, std=TRAIN_STD) -> torch.Tensor:
+    """Evaluation transform: (b, 3, H, W) uint8 -> (b, 3, H, W) float32, (x/255 - mean) / std.
+
+    The default is the training crops' normalization; other statistics are for models trained
+    with them (the difficulty scorer's classifier).
+    """
+    return normalize_(images_u8.float().div_(255), mean, std)
 
 
 def sample_crop_boxes(n: int, height: int, width: int, scale, ratio,
@@ -277,13 +294,11 @@ def apply_crops(images_u8: torch.Tensor, draws: CropDraws, params: CropParams,
     draws, key = draws.index(perm), key[perm]
     if chunk is None:
         chunk = x.shape[0] if x.is_cuda else max(1, 2 ** 17 // (size * size))
-    mean = torch.tensor(params.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(params.std, device=x.device).view(1, 3, 1, 1)
     out = torch.empty_like(x)
     for start in range(0, x.shape[0], chunk):
         rows = slice(start, start + chunk)
         crops = _colour_ops(x.index_select(0, perm[rows]), draws.index(rows), key[rows], params, chroma)
-        out.index_copy_(0, perm[rows], crops.sub_(mean).div_(std))
+        out.index_copy_(0, perm[rows], normalize_(crops, params.mean, params.std))
     return out.view(params.crops, b, 3, size, size)
 
 

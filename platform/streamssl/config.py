@@ -83,6 +83,10 @@ class EvalConfig:
     knn_temperature: float = 0.07
     memory_samples: int = 1000
     test_samples: int = 5000
+    # labelled train-split images outside the kNN memory, scored like the test subset
+    # (eval/val_knn_top1); what `streamssl tune` selects on, so test images are never selected on.
+    # 0: off
+    val_samples: int = 1000
     batch_size: int = 512
     # BatchNorm statistics for evaluation: "running" (the model's own, as SCALE's protocol) or
     # "recalibrate" (recomputed on the unlabelled kNN-memory images before each evaluation, so

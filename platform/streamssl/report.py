@@ -23,7 +23,7 @@ from streamssl.evaluation.metrics_log import load_metrics, load_run_info
 REPORT_FILE = "report.md"
 FLAG = "†"  # marks cells that include a run whose status is not "completed"
 PROGRESS_FRACTION = 0.2
-FIGURE_FILES = ("knn_vs_progress.png", "grad_cosine.png", "buffer_composition.png")
+FIGURE_FILES = ("knn_vs_progress.png", "grad_cosine.png", "buffer_composition.png", "health.png")
 
 
 @dataclass
@@ -87,11 +87,12 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
     runs = load_runs([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    knn_png, grad_png, buffer_png = (out / name for name in FIGURE_FILES)
+    knn_png, grad_png, buffer_png, health_png = (out / name for name in FIGURE_FILES)
     figures = {
         "kNN accuracy vs samples seen": plots.plot_knn_vs_progress(runs, knn_png),
         "gradient cosine over updates": plots.plot_grad_cosine(runs, grad_png),
         "buffer class composition": plots.plot_buffer_composition(runs, buffer_png),
+        "representation health": plots.plot_health(runs, health_png),
     }
     for name in FIGURE_FILES:  # a figure skipped now must not leave an older one behind
         if (out / name) not in figures.values():
@@ -108,7 +109,7 @@ def render(runs: list[Run], figures: dict[str, Path | None]) -> str:
     for dataset in dict.fromkeys(run.dataset for run in runs):
         mine = [run for run in runs if run.dataset == dataset]
         lines += _table1(mine, dataset) + _details(mine, dataset)
-    lines += _figures(figures) + _run_list(runs) + _definitions()
+    lines += _health_table(runs) + _figures(figures) + _run_list(runs) + _definitions()
     return "\n".join(lines) + "\n"
 
 
@@ -200,6 +201,30 @@ def _details(runs: list[Run], dataset: str) -> list[str]:
                          for key in ("final", "linear", "at_fraction", "untrained", "forgetting", "seen_acc", "auc")]
                 lines.append(f"| {method} | {stream} | {len(members)} | " + " | ".join(stats) + " |")
     return lines + [""]
+
+
+def _health_table(runs: list[Run]) -> list[str]:
+    """Per run: crop cosine and effective rank at the first and the last evaluation (section
+    omitted when no run logged them)."""
+    rows = []
+    for run in runs:
+        ends = [_first_last(metrics.curve(run.frame, metric)) for metric, _ in plots.HEALTH_METRICS]
+        if any(end is not None for end in ends):
+            cells = [f"{end[0]:.3f} | {end[1]:.3f}" if end else "– | –" for end in ends]
+            rows.append(f"| `{run.path.name}` | {run.method} | {run.stream} | {run.seed} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["## Representation health", "",
+            "Crop cosine: mean cosine between the projections of two training crops of one image (validation "
+            "images); effective rank: exp(entropy of the normalized singular values) of the kNN-memory backbone "
+            "features. Values at the first and the last evaluation.", "",
+            "| run | method | stream | seed | crop cosine start | crop cosine end | effective rank start "
+            "| effective rank end |", "|---" * 8 + "|", *rows, ""]
+
+
+def _first_last(curve: pd.DataFrame) -> tuple[float, float] | None:
+    values = curve["value"].to_numpy()
+    return (float(values[0]), float(values[-1])) if len(values) else None
 
 
 def _figures(figures: dict[str, Path | None]) -> list[str]:

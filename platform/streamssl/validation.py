@@ -52,6 +52,7 @@ def validate(config: RunConfig) -> None:
     _require(ev.knn_protocol in ("scale", "cosine"), f"eval.knn_protocol: scale or cosine, got {ev.knn_protocol!r}")
     _require(ev.points is None or all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in ev.points),
              f"eval.points: fractions in [0, 1], got {ev.points!r}")
+    validate_eval_subsets(config)
     _require(config.scaling.num_workers >= 1, f"scaling.num_workers: must be >= 1, got {config.scaling.num_workers}")
     dd, ck = config.dedup, config.checkpoint
     _require(dd.every >= 0, f"dedup.every: must be >= 0, got {dd.every}")
@@ -60,3 +61,12 @@ def validate(config: RunConfig) -> None:
     _require(ck.every >= 0 and ck.keep >= 1 and ck.max_failures >= -1,
              f"checkpoint: every >= 0, keep >= 1, max_failures >= -1; got {ck}")
     config.method_params().validate()
+
+
+def validate_eval_subsets(config: RunConfig) -> None:
+    """The labelled subsets' sizes: memory and test at least 1 image, validation 0 (off) or more."""
+    ev = config.eval
+    for key in ("memory_samples", "test_samples", "val_samples"):
+        value, low = getattr(ev, key), 0 if key == "val_samples" else 1
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                 f"eval.{key}: must be an integer >= {low}, got {value!r}")

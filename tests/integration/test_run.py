@@ -22,6 +22,9 @@ def test_smoke_pipeline_runs_every_method(method, data_root, tmp_path):
     knn = metrics[metrics.metric == "eval/knn_top1"]
     assert list(knn.samples_seen) == [0, 64, 128]  # eval.points 0, 0.5, 1 of 128 samples
     assert knn.value.between(0, 1).all() and knn.protocol.str.startswith("knn:scale").all()
+    assert knn.protocol.str.contains("from=source-split").all()
+    for metric in ("eval/val_knn_top1", "eval/crop_cosine", "eval/effective_rank"):  # validation and health
+        assert list(metrics[metrics.metric == metric].samples_seen) == [0, 64, 128]
     assert (metrics.metric == "train/loss").sum() == info["updates"]
     # the steady window excludes the first stream batch's updates (start-up), never more
     assert 0 < info["steady_updates"] <= info["updates"] and info["steady_seconds"] > 0
@@ -31,8 +34,8 @@ def test_smoke_pipeline_runs_every_method(method, data_root, tmp_path):
     assert list(linear.samples_seen) == [128] and linear.protocol.str.startswith("linear epochs=").all()
     assert info["final_linear"] == pytest.approx(linear.value.iloc[0])
     report = (run_dir / "report.md").read_text()
-    assert "| untrained |" in report and "linear probe %" in report
-    assert (run_dir / "knn_vs_progress.png").stat().st_size > 10_000
+    assert "| untrained |" in report and "linear probe %" in report and "## Representation health" in report
+    assert (run_dir / "knn_vs_progress.png").stat().st_size > 10_000 and (run_dir / "health.png").exists()
 
 
 def test_non_finite_loss_stops_the_run_and_saves_state(data_root, tmp_path, capsys):

@@ -13,8 +13,8 @@ from streamssl.tune.trial import STARTS_FILE
 
 pytestmark = pytest.mark.ray
 
-# knn_k = all 128 memory samples with uniform votes predicts one class for every test image: a
-# deliberately harmful setting whose kNN is far below the good one's at every point
+# knn_k = 128 >= all 96 memory samples with uniform votes predicts one class for every test and
+# validation image: a deliberately harmful setting whose kNN is far below the good one's at every point
 SPACE = {"eval.knn_k": {"grid": [10, 128]}}
 # one trial at a time in grid order, so the good trial sets the rung before the harmful one arrives
 SEARCH = {"algorithm": "grid", "max_concurrent": 1, "asha": {"grace": 0.25, "reduction_factor": 2}}

@@ -41,6 +41,12 @@ def register(sub) -> None:
         help="wds: skip the per-image header check (huge sets)",
     )
     p.add_argument("--test-path", metavar="PATH", help="imagefolder/wds: folder holding the test split")
+    p.add_argument(
+        "--test-fraction",
+        metavar="F",
+        help="imagefolder/wds without --test-path: class-stratified fraction of the samples held out "
+        "as the test split, e.g. 1/6 or 0.2 (default 1/6)",
+    )
     syn = p.add_argument_group("synthetic source")
     syn.add_argument("--classes", type=int, metavar="C", help="number of classes (default 10)")
     syn.add_argument(
@@ -63,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         verify=args.verify,
         test_path=args.test_path,
+        test_fraction=args.test_fraction,
         classes=args.classes,
         samples_per_class=args.samples_per_class,
         size=args.size,
         seed=args.seed,
     )
     test = f", test {load_dataset_info(f'{args.out}/test')['num_samples']}" if info.get("test") else ""
+    split = info.get("test_split") or {}
+    test += f" (held out {split['fraction_text']})" if split.get("kind") == "held-out" else ""
+    test += f", no test split ({split['reason']})" if split.get("kind") == "none" else ""
     print(
         f"prepared {args.source}: {info['num_samples']} samples{test}, {info['num_classes']} classes, "
         f"{info['num_shards']} shards, {len(info['skipped'])} skipped, "

@@ -124,11 +124,16 @@ def accuracy_from_predictions(pred: torch.Tensor, truth: torch.Tensor, num_class
     return {"top1": top1, "per_class": per_class}
 
 
-def protocol_name(protocol: str, k: int, memory: int, test: int, temperature: float = 0.07) -> str:
+def protocol_name(protocol: str, k: int, memory: int, test: int, temperature: float = 0.07,
+                  origin: str | None = None, scored: str = "test") -> str:
     """The `protocol` string stored with every kNN metric row.
 
     Example: ``protocol_name("scale", 50, 1000, 5000)`` ->
-    ``"knn:scale k=50 euclidean uniform memory=1000 test=5000"``.
+    ``"knn:scale k=50 euclidean uniform memory=1000 test=5000"``. `origin` says where the scored
+    images come from and adds ``from=ORIGIN``: ``source-split`` (the source's test split),
+    ``held-out-1/6`` (held out of the samples by `prepare`), ``train-split`` (training images:
+    the dataset has no test split), ``train-minus-memory`` (the validation subset). `scored`
+    names the scored subset: ``test`` or ``val``.
     """
     if protocol == "scale":
         rule = "euclidean uniform"
@@ -136,4 +141,5 @@ def protocol_name(protocol: str, k: int, memory: int, test: int, temperature: fl
         rule = f"cosine exp(sim/{temperature:g})"
     else:
         raise ValueError(f"knn protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    return f"knn:{protocol} k={k} {rule} memory={memory} test={test}"
+    where = f" from={origin}" if origin else ""
+    return f"knn:{protocol} k={k} {rule} memory={memory} {scored}={test}{where}"

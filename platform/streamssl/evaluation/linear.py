@@ -57,15 +57,18 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     return accuracy_from_predictions(pred.cpu(), test_labels.cpu().long(), num_classes)
 
 
-def protocol_name_linear(epochs: int, lr: float, memory: int, test: int, weight_decay: float = 0.0) -> str:
+def protocol_name_linear(epochs: int, lr: float, memory: int, test: int, weight_decay: float = 0.0,
+                         origin: str | None = None) -> str:
     """The `protocol` string stored with every linear-probe metric row.
 
     Example: ``protocol_name_linear(100, 0.1, 1000, 5000)`` ->
     ``"linear epochs=100 lr=0.1 sgd cosine memory=1000 test=5000"``; a non-zero weight decay
-    adds ``wd=...`` after ``cosine``.
+    adds ``wd=...`` after ``cosine``, and `origin` (where the test images come from, see
+    `knn.protocol_name`) adds ``from=ORIGIN``.
     """
     wd = f" wd={weight_decay:g}" if weight_decay else ""
-    return f"linear epochs={epochs} lr={lr:g} sgd cosine{wd} memory={memory} test={test}"
+    where = f" from={origin}" if origin else ""
+    return f"linear epochs={epochs} lr={lr:g} sgd cosine{wd} memory={memory} test={test}{where}"
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, Agg backend): kNN vs samples seen (the paper's Figure 4),
-gradient cosine over updates (Figure 1) and buffer class composition over time.
+gradient cosine over updates (Figure 1), buffer class composition over time and representation
+health (crop cosine, effective rank) over time.
 
 Each function takes `runs`, objects with attributes ``method``, ``stream``, ``dataset``, ``seed``,
 ``frame`` (the metrics DataFrame) and ``class_names`` (list of str), writes one PNG, and returns its
@@ -200,3 +201,33 @@ def _stack_counts(ax, run):
     polys = ax.stackplot(points, counts, colors=colors, lw=0)
     names = [run.class_names[i] if i < len(run.class_names) else str(i) for i in range(num_classes)]
     return polys, names
+
+
+CROP_COSINE = "eval/crop_cosine"
+EFFECTIVE_RANK = "eval/effective_rank"
+HEALTH_METRICS = ((CROP_COSINE, "crop cosine"), (EFFECTIVE_RANK, "effective rank"))
+
+
+def plot_health(runs, path: Path) -> Path | None:
+    """Representation health vs samples seen: crop cosine (crop invariance) and the effective rank of
+    the memory features (collapse), one line per run (method · stream, seed when several)."""
+    curves = {(id(run), metric): metrics.curve(run.frame, metric) for run in runs for metric, _ in HEALTH_METRICS}
+    if not any(len(c) for c in curves.values()):
+        return None
+    colors = method_colors(runs)
+    styles = {stream: ("-", "--", ":", "-.")[i % 4] for i, stream in
+              enumerate(sorted({run.stream for run in runs}, key=stream_key))}
+    seeds = len({run.seed for run in runs}) > 1
+    fig, axes = _subplots(len(HEALTH_METRICS), ncols=2)
+    for ax, (metric, label) in zip(axes, HEALTH_METRICS):
+        for run in runs:
+            curve = curves[(id(run), metric)]
+            if len(curve):
+                name = f"{run.method} · {run.stream}" + (f" · s{run.seed}" if seeds else "")
+                ax.plot(curve["samples_seen"], curve["value"], ls=styles[run.stream], marker="o", ms=3,
+                        color=colors[run.method], label=name)
+        ax.set(title=label, xlabel="samples seen", ylabel=label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Representation health over the stream")
+    return _save(fig, path)

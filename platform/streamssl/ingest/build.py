@@ -7,6 +7,7 @@ from pathlib import Path
 from streamssl.errors import ConfigError
 from streamssl.ingest import cifar, fashion_mnist, imagefolder, synthetic, wds
 from streamssl.ingest.dataset import warn_skipped
+from streamssl.ingest.holdout import finish_test_split, parse_test_fraction
 from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.reader import load_dataset_info
 from streamssl.ingest.staging import staged
@@ -24,7 +25,7 @@ _SOURCE_OPTIONS = {"synthetic": set(synthetic.DEFAULTS)}  # options only some so
 _TEST_PATH_SOURCES = {"imagefolder", "wds"}  # the others bring their own test split
 
 
-def _check_options(source: str, options: dict, test_path) -> None:
+def _check_options(source: str, options: dict, test_path, test_fraction=None) -> None:
     for name in options:
         if name not in _SOURCE_OPTIONS.get(source, ()):
             takers = [s for s, names in _SOURCE_OPTIONS.items() if name in names] or ["no source"]
@@ -36,6 +37,9 @@ def _check_options(source: str, options: dict, test_path) -> None:
             f"--test-path: {source} brings its own test split "
             f"(--test-path is for {', '.join(sorted(_TEST_PATH_SOURCES))})"
         )
+    if test_fraction is not None and (source not in _TEST_PATH_SOURCES or test_path is not None):
+        why = "--test-path gives the test split" if test_path is not None else f"{source} brings its own test split"
+        raise ConfigError(f"--test-fraction: {why} (nothing is held out)")
 
 
 def _input_path(path, arg: str) -> Path | None:
@@ -59,6 +63,7 @@ def prepare(
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     parallel: bool | None = None,
     progress: bool | None = None,
+    test_fraction: float | str | None = None,
     **source_options,
 ) -> dict:
     """Prepare a dataset folder from a source; returns the train split's dataset.json dict.
@@ -75,6 +80,8 @@ def prepare(
         test_path: imagefolder/wds: a second folder holding the test split.
         parallel: per-file work on Ray Data; None decides by task count (2+ tasks).
         progress: progress bars; None shows them on a terminal only.
+        test_fraction: imagefolder/wds without `test_path`: the class-stratified fraction of the
+            samples held out as the test split (None: 1/6; see `streamssl.ingest.holdout`).
         **source_options: synthetic: classes, samples_per_class, size, seed.
 
     Raises:
@@ -84,7 +91,8 @@ def prepare(
     if source not in SOURCES:
         raise ConfigError(f"SOURCE: unknown source {source!r} (choose from {', '.join(SOURCES)})")
     source_options = {k: v for k, v in source_options.items() if v is not None}
-    _check_options(source, source_options, test_path)
+    _check_options(source, source_options, test_path, test_fraction)
+    fraction = None if test_fraction is None else parse_test_fraction(test_fraction)
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ConfigError(f"--shard-size: must be an integer >= 1, got {shard_size!r}")
     opts = PrepareOptions(
@@ -99,7 +107,7 @@ def prepare(
     )
     in_path, out = _input_path(path, "PATH"), Path(out).expanduser().resolve()
     with staged(out, source) as folder:  # a failed or interrupted prepare leaves `out` as it was
-        info = SOURCES[source](in_path, folder, opts, **source_options)
+        info = finish_test_split(folder, SOURCES[source](in_path, folder, opts, **source_options), fraction)
     test_skipped = load_dataset_info(out / "test")["skipped"] if info.get("test") else []
     warn_skipped(info["skipped"] + test_skipped)
     return info

@@ -144,9 +144,14 @@ def write_dataset(
         **(extra or {}),
     }
     # One top-level field per line, values compact: readable even with 21,841 class names.
+    write_info(out_dir, info)
+    return info
+
+
+def write_info(out_dir: Path, info: dict) -> None:
+    """dataset.json: one top-level field per line, values compact (readable with 21,841 class names)."""
     lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
     fsio.write_text(out_dir / "dataset.json", "{\n" + ",\n".join(lines) + "\n}\n")
-    return info
 
 
 def content_sha256(manifest: pa.Table, label_columns: list[str]) -> str:

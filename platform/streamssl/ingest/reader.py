@@ -43,10 +43,10 @@ def read_manifest(dataset_dir: str | Path, columns: list[str] | None = None) -> 
 
 
 def shard_root(dataset_dir: str | Path, info: dict | None = None) -> Path:
-    """The folder the manifest's `shard` paths are relative to."""
+    """The folder the manifest's `shard` paths are relative to ("." and ".." are relative to the
+    dataset folder: a held-out test split reads the train split's shards)."""
     info = info or load_dataset_info(dataset_dir)
-    root = info.get("shard_root", ".")
-    return Path(dataset_dir) if root == "." else Path(root)
+    return Path(dataset_dir) / info.get("shard_root", ".")  # an absolute root replaces the folder
 
 
 def split_fragment(fragment: bytes) -> list[tuple[str, bytes]]:
@@ -229,10 +229,17 @@ def load_images(
         ConfigError: unknown label column, or mixed native sizes with size=None.
         DataError: an image that does not decode, when `skipped` is None.
     """
-    manifest = read_manifest(dataset_dir)
-    if label_column not in manifest.columns:
+    return load_rows(dataset_dir, choose_rows(read_manifest(dataset_dir), n, seed), size=size,
+                     label_column=label_column, skipped=skipped)
+
+
+def load_rows(
+    dataset_dir: str | Path, rows: pd.DataFrame, *, size: int | None = None, label_column: str = "label",
+    skipped: list | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the given manifest rows of a prepared dataset: `load_images` for a chosen subset."""
+    if label_column not in rows.columns:
         raise ConfigError(f"label_column: {label_column!r} is not a manifest column of {dataset_dir}")
-    rows = choose_rows(manifest, n, seed)
     if size is None and len(rows) and (rows.width.nunique() > 1 or rows.height.nunique() > 1):
         raise ConfigError(f"{dataset_dir}: images have different sizes; pass size= to resize them")
     decoded, rows = _keep_decoded(rows, decode_rows_marked(shard_root(dataset_dir), rows, size), skipped)

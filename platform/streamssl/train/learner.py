@@ -136,11 +136,11 @@ class Learner:
 
     @torch.no_grad()
     def _eval_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """Eval-mode backbone features (N, feat_dim), inputs normalized as the crops (CropParams' 0.5)."""
+        """Eval-mode backbone features (N, feat_dim), inputs normalized as the crops (augment.TRAIN_MEAN/STD)."""
         was_training = self.method.training
         self.method.eval()
         try:
-            return torch.cat([self.method.embed(eval_transform(images[i:i + 512], (0.5,) * 3, (0.5,) * 3)).float()
+            return torch.cat([self.method.embed(eval_transform(images[i:i + 512])).float()
                               for i in range(0, images.shape[0], 512)])
         finally:
             self.method.train(was_training)

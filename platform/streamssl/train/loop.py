@@ -35,7 +35,7 @@ class LoopState:
     last_knn: float = float("nan")
     last_linear: float = float("nan")
     class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
-    evals: list = field(default_factory=list)  # (samples_seen, top1)
+    evals: list = field(default_factory=list)  # (samples_seen, top1, validation top1 or NaN)
     skipped: list = field(default_factory=list)  # this rank's undecodable stream samples (train.skips)
 
 
@@ -177,6 +177,7 @@ def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, 
         at = {"samples_seen": state.samples_seen, "progress": state.samples_seen / max(total, 1),
               "update": learner.update}
         _log_classifier(logger, "knn", result["knn"], result["knn_protocol"], at)
+        val_top1 = _log_val_and_health(logger, result, at)
         if linear:
             _log_classifier(logger, "linear", result["linear"], result["linear_protocol"], at)
             state.last_linear = result["linear"]["top1"]
@@ -185,10 +186,21 @@ def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, 
         for c, n in sorted(state.class_seen_counts.items()):
             logger.log("stream/classes_seen", float(n), class_id=c, **at)
         state.last_knn = result["knn"]["top1"]
-        state.evals.append((state.samples_seen, result["knn"]["top1"]))
-        log.debug("kNN %.4f at %d samples", result["knn"]["top1"], state.samples_seen)
+        state.evals.append((state.samples_seen, result["knn"]["top1"], val_top1))
+        log.debug("kNN %.4f (validation %.4f) at %d samples", result["knn"]["top1"], val_top1, state.samples_seen)
 
 
 def _log_classifier(logger, name: str, result: dict, protocol: str, at: dict) -> None:
     logger.log(f"eval/{name}_top1", result["top1"], protocol=protocol, **at)
     logger.log_many(f"eval/{name}_class_acc", result["per_class"], protocol=protocol, **at)
+
+
+def _log_val_and_health(logger, result: dict, at: dict) -> float:
+    """Validation kNN top-1 (per-class rows would double a many-class set's rows) and the health
+    metrics; returns the validation top-1, NaN without a validation subset."""
+    val_top1 = result["val_knn"]["top1"] if "val_knn" in result else float("nan")
+    if "val_knn" in result:
+        logger.log("eval/val_knn_top1", val_top1, protocol=result["val_knn_protocol"], **at)
+    for name, value in result["health"].items():
+        logger.log(f"eval/{name}", value, protocol=result["health_protocol"][name], **at)
+    return val_top1

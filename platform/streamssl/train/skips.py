@@ -118,25 +118,27 @@ def gather_records(records: list[dict]) -> list[dict]:
     return [r for part in parts for r in json.loads(bytes(part.tolist()).decode())]
 
 
-def load_eval_set(where: str, folder: Path, n: int | None, seed: int, *, size: int | None, label_column: str,
-                  strict: bool) -> tuple[np.ndarray, np.ndarray, tuple[list[dict], dict]]:
-    """`load_images` for an evaluation set (`where`: memory, test), leaving undecodable images out.
+def load_eval_set(where: str, folder: Path, rows, *, size: int | None, label_column: str,
+                  strict: bool) -> tuple[np.ndarray, np.ndarray, list[str], tuple[list[dict], dict]]:
+    """Decode an evaluation set's manifest rows (`where`: memory, val, test), leaving undecodable images out.
 
     Returns:
-        (images, labels, (records {shard, key, reason, where}, {in, used, skipped})).
+        (images, labels, keys of the images kept, (records {shard, key, reason, where}, {in, used, skipped})).
 
     Raises:
         DataError: under `strict`, the first image that does not decode (names shard and key).
     """
-    from streamssl.ingest import load_images
+    from streamssl.ingest.reader import load_rows
 
     bad: list[dict] | None = None if strict else []
-    images, labels = load_images(folder, n, seed=seed, size=size, label_column=label_column, skipped=bad)
+    images, labels = load_rows(folder, rows, size=size, label_column=label_column, skipped=bad)
     records = [{**r, "where": where} for r in bad or []]
     for r in records:
         log.warning("skipped %s image %s key %s: %s", where, r["shard"], r["key"], r["reason"])
-    return images, labels, (records, {"in": len(images) + len(records), "used": len(images),
-                                      "skipped": len(records)})
+    dropped = {str(r["key"]) for r in records}
+    keys = [k for k in rows["key"].astype(str).tolist() if k not in dropped]
+    return images, labels, keys, (records, {"in": len(images) + len(records), "used": len(images),
+                                            "skipped": len(records)})
 
 
 def run_skips(stream_records: list[dict], eval_data, samples_seen: int, dataset_dir: Path, rank: int) -> dict:

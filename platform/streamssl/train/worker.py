@@ -185,22 +185,28 @@ def tune_report_hook(config: RunConfig, ctx: WorkerContext, logger) -> Callable:
 
 
 def eval_metrics(evals: list, total: int, updates: int) -> dict:
-    """Tune metrics after the latest eval: kNN, running kNN AUC over progress, and the position.
+    """Tune metrics after the latest eval: validation and test kNN, their running AUC over
+    progress, and the position. `val_knn*` (train-split images outside the kNN memory) is what a
+    search selects on; `knn*` score the test subset and are reported, not selected on.
 
     Args:
-        evals: (samples_seen, top1) pairs in stream order (LoopState.evals); empty on ranks > 0.
+        evals: (samples_seen, top1, val_top1) triples in stream order (LoopState.evals; pairs from
+            older checkpoints have no validation value); empty on ranks > 0.
     """
     from streamssl.evaluation.metrics import area_under_curve
 
+    nan = float("nan")
     if not evals:
-        return {"knn": float("nan"), "knn_auc": float("nan"), "progress": 0.0, "samples_seen": 0,
+        return {"knn": nan, "knn_auc": nan, "val_knn": nan, "val_knn_auc": nan, "progress": 0.0, "samples_seen": 0,
                 "updates": updates}
-    seen = [s for s, _ in evals]
+    seen = [e[0] for e in evals]
     progress = [s / max(total, 1) for s in seen]
-    values = [v for _, v in evals]
-    auc = area_under_curve(progress, values) if len(evals) > 1 else values[0]
-    return {"knn": values[-1], "knn_auc": auc, "progress": round(progress[-1], 6), "samples_seen": seen[-1],
-            "updates": updates}
+    out = {"progress": round(progress[-1], 6), "samples_seen": seen[-1], "updates": updates}
+    for name, column in (("knn", 1), ("val_knn", 2)):
+        values = [e[column] if len(e) > column else nan for e in evals]
+        out[name] = values[-1]
+        out[f"{name}_auc"] = area_under_curve(progress, values) if len(evals) > 1 else values[0]
+    return out
 
 
 def local_sink(run_dir: Path, keep: int) -> Callable:

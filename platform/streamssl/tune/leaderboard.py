@@ -15,10 +15,13 @@ import pandas as pd
 import yaml
 
 from streamssl.errors import StreamSSLError
-from streamssl.tune.spec import SearchSpec, plain_params, trial_config
+from streamssl.fsio import write_text
+from streamssl.tune.spec import TEST_METRICS, SearchSpec, plain_params, trial_config
+from streamssl.tune.trial import validation_stats
 
-SORT_COLUMN = {"knn": "final_knn", "knn_auc": "knn_auc"}
+SORT_COLUMN = {"val_knn": "val_knn", "val_knn_auc": "val_knn_auc", "knn": "final_knn", "knn_auc": "knn_auc"}
 FRACTION = 0.2  # "kNN at 20% of the stream"
+PERCENT_COLUMNS = ("val_knn", "val_knn_auc", "final_knn", "knn_at_20", "knn_auc")
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,15 @@ def trial_row(record: TrialRecord, trials_dir: Path) -> dict:
     try:
         info, frame = load_run_info(run_dir), load_metrics(run_dir)
     except StreamSSLError:
-        return {**row, "final_knn": math.nan, "knn_at_20": math.nan, "knn_auc": math.nan, "updates": 0,
+        return {**row, **dict.fromkeys(PERCENT_COLUMNS, math.nan), "updates": 0,
                 "wall_s": record.wall_seconds, "status": _status(record, {}, 0.0)}
     stats = summarize(frame, info.get("num_classes"), FRACTION)
     reached = float(frame["progress"].max()) if len(frame) else 0.0
     updates = info.get("updates", int(frame["update"].max()) if len(frame) else 0)
     wall = info.get("wall_seconds", record.wall_seconds)
-    return {**row, "final_knn": stats["final"], "knn_at_20": stats["at_fraction"], "knn_auc": stats["auc"],
-            "updates": int(updates), "wall_s": float(wall), "status": _status(record, info, reached)}
+    return {**row, **validation_stats(frame), "final_knn": stats["final"], "knn_at_20": stats["at_fraction"],
+            "knn_auc": stats["auc"], "updates": int(updates), "wall_s": float(wall),
+            "status": _status(record, info, reached)}
 
 
 def _status(record: TrialRecord, info: dict, reached: float) -> str:
@@ -71,7 +75,8 @@ def _status(record: TrialRecord, info: dict, reached: float) -> str:
     return f"stopped at {reached:.0%}"
 
 
-def leaderboard(records: list[TrialRecord], trials_dir: Path, metric: str = "knn", mode: str = "max") -> pd.DataFrame:
+def leaderboard(records: list[TrialRecord], trials_dir: Path, metric: str = "val_knn",
+                mode: str = "max") -> pd.DataFrame:
     """All trials, completed ones first, then by the search metric (best first), ranked from 1."""
     frame = pd.DataFrame([trial_row(r, trials_dir) for r in records])
     if frame.empty:
@@ -94,12 +99,12 @@ def write_outputs(spec: SearchSpec, records: list[TrialRecord], out: Path) -> pd
     from streamssl.tune import plots
 
     frame = leaderboard(records, out / "trials", spec.metric, spec.mode)
-    frame.to_csv(out / "leaderboard.csv", index=False)
+    write_text(out / "leaderboard.csv", frame.to_csv(index=False))
     best = best_row(frame)
     if best is not None:
         write_best(spec, best, out / "best.yaml")
     figures = plots.write_figures(frame, [p.key for p in spec.space], spec, out)
-    (out / "leaderboard.md").write_text(markdown(spec, frame, best, figures))
+    write_text(out / "leaderboard.md", markdown(spec, frame, best, figures))
     return frame
 
 
@@ -108,10 +113,12 @@ def write_best(spec: SearchSpec, best: dict, path: Path) -> None:
     params = {p.key: best[p.key] for p in spec.space}
     config = trial_config(spec.base_flat, params).to_dict()
     config["name"] = f"{config['name']}-best"
-    header = (f"# Best trial {best['trial']} of search {spec.path.name} (base {spec.base.name}):\n"
-              f"# final kNN {best['final_knn']:.4f}, kNN AUC {best['knn_auc']:.4f}; searched: "
+    header = (f"# Best trial {best['trial']} of search {spec.path.name} (base {spec.base.name}), by "
+              f"{spec.metric} {best[SORT_COLUMN[spec.metric]]:.4f}:\n"
+              f"# validation kNN {best['val_knn']:.4f} (AUC {best['val_knn_auc']:.4f}); test: final kNN "
+              f"{best['final_knn']:.4f}, kNN AUC {best['knn_auc']:.4f}; searched: "
               + ", ".join(f"{k}={v}" for k, v in params.items()) + "\n")
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    write_text(path, header + yaml.safe_dump(config, sort_keys=False))
 
 
 def markdown(spec: SearchSpec, frame: pd.DataFrame, best: dict | None, figures: list[Path]) -> str:
@@ -119,7 +126,12 @@ def markdown(spec: SearchSpec, frame: pd.DataFrame, best: dict | None, figures: 
              f"Base pipeline `{spec.base}`; {spec.algorithm} search, {len(frame)} trials, metric "
              f"{spec.metric} ({spec.mode}); ASHA: " + (f"grace {spec.asha.grace:g} of the stream, reduction "
                                                         f"factor {spec.asha.reduction_factor}" if spec.asha else "off"),
-             "", "kNN values are top-1 accuracy (%); AUC is the mean kNN over stream progress.", ""]
+             "", "kNN values are top-1 accuracy (%); AUC is the mean kNN over stream progress. `val_knn*` score "
+             "the validation subset (train-split images outside the kNN memory); `final_knn`, `knn_at_20` "
+             "and `knn_auc` score the test subset and are shown beside, not selected on.", ""]
+    if spec.metric in TEST_METRICS:
+        lines += [f"**Warning**: this search selects on {spec.metric}, a test metric: the best trial is "
+                  "tuned to the test images, and its test score is optimistic. Use val_knn.", ""]
     lines += _table(frame)
     lines += ["", f"Best: trial {best['trial']} -> `best.yaml`" if best else "No trial completed: no best.yaml."]
     lines += [""] + [f"![{f.stem}]({f.name})" for f in figures]
@@ -130,7 +142,7 @@ def _table(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return ["(no trials)"]
     shown = frame.copy()
-    for column in ("final_knn", "knn_at_20", "knn_auc"):
+    for column in PERCENT_COLUMNS:
         shown[column] = [f"{100 * v:.2f}" if not math.isnan(v) else "-" for v in shown[column]]
     shown["wall_s"] = [f"{v:.1f}" if not math.isnan(v) else "-" for v in shown["wall_s"]]
     cells = [[_cell(v) for v in row] for row in shown.itertuples(index=False)]

@@ -1,8 +1,9 @@
 """The Tune function trainable: one trial = one pipeline run through Ray Train.
 
 The trial actor is only a driver (it holds a token CPU share); its TorchTrainer's workers take the
-pipeline's scaling. Workers report kNN at each eval point (ASHA acts on those); this driver reports
-the end once the run directory is complete, so a stop decision there cannot cut outputs short.
+pipeline's scaling. Workers report validation and test kNN at each eval point (ASHA acts on the
+search metric, validation kNN by default); this driver reports the end once the run directory is
+complete, so a stop decision there cannot cut outputs short.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from streamssl.tune.spec import plain_params, trial_config
 
+VAL_TOP1 = "eval/val_knn_top1"
 STARTS_FILE = "trial_starts.txt"  # one line per launch of a trial: resumes must not relaunch finished ones
 
 
@@ -38,10 +40,22 @@ def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str) -
 
 
 def final_metrics(run_dir: Path, info: dict) -> dict:
-    """The end-of-stream report: final kNN, its AUC over progress, position and updates."""
+    """The end-of-stream report: final validation and test kNN, their AUCs over progress, position
+    and updates (the same keys as `worker.eval_metrics`)."""
     from streamssl.evaluation.metrics import summarize
     from streamssl.evaluation.metrics_log import load_metrics
 
-    stats = summarize(load_metrics(run_dir), info.get("num_classes"))
-    return {"knn": float(info["final_knn"]), "knn_auc": stats["auc"], "progress": 1.0,
+    frame = load_metrics(run_dir)
+    stats = summarize(frame, info.get("num_classes"))
+    return {"knn": float(info["final_knn"]), "knn_auc": stats["auc"], **validation_stats(frame), "progress": 1.0,
             "samples_seen": int(info["samples_seen"]), "updates": int(info["updates"])}
+
+
+def validation_stats(frame) -> dict:
+    """val_knn (the last validation kNN top-1) and val_knn_auc (its mean over stream progress) of
+    a run's metrics; NaN when the run has no validation subset."""
+    from streamssl.evaluation.metrics import area_under_curve, curve, final_value
+
+    val = curve(frame, VAL_TOP1)
+    x, y = val["progress"].to_numpy(), val["value"].to_numpy()
+    return {"val_knn": final_value(y), "val_knn_auc": area_under_curve(x, y) if len(y) > 1 else final_value(y)}
