@@ -84,11 +84,13 @@ def pick_device(config: RunConfig) -> torch.device:
 
 
 def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: str, **extra) -> dict:
+    from streamssl.methods import operating_warnings
+
     return {"name": config.name, "method": config.method_name, "stream": config.stream.kind,
             "dataset": config.dataset.source, "dataset_dir": str(dataset_dir),
             "label_column": config.stream.label_column, "num_classes": len(class_names),
             "class_names": class_names, "seed": config.seed, "status": status, "git_sha": git_sha(),
-            "config": "config.yaml", **extra}
+            "config": "config.yaml", "warnings": operating_warnings(config), **extra}
 
 
 def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
@@ -117,6 +119,8 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     class_names = _class_names(dataset_dir, config.stream.label_column)
     info = run_info(config, dataset_dir, class_names, "running", stream_dir=str(stream_dir),
                     num_workers=config.scaling.num_workers)
+    for message in info["warnings"]:  # once per run, at its start; report.md lists them too
+        log.warning("%s: %s", config.method_name, message)
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     start = time.perf_counter()
     resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers) if resume else None
