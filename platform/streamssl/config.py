@@ -73,6 +73,10 @@ class BufferConfig:
     size: int = 256
     policy: str = "diverse"
     ema_alpha: float = 0.5  # weight on the OLD feature in the EMA
+    # stream batches during which a newly inserted sample cannot be removed by a resize: 1 is the
+    # authors' code, whose DataLoader prefetching leaves a new batch unseen at its first resize
+    # (it always survives it); 0 is the synchronous loop, where it can go at once
+    protect_new: int = 0
 
 
 @dataclass(frozen=True)

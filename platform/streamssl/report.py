@@ -105,7 +105,7 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
 def render(runs: list[Run], figures: dict[str, Path | None]) -> str:
     """report.md's text."""
     lines = ["# streamssl report", ""]
-    lines += _header(runs)
+    lines += _header(runs) + _warnings(runs)
     for dataset in dict.fromkeys(run.dataset for run in runs):
         mine = [run for run in runs if run.dataset == dataset]
         lines += _table1(mine, dataset) + _details(mine, dataset)
@@ -126,6 +126,17 @@ def _header(runs: list[Run]) -> list[str]:
     for run in flagged:
         lines.append(f"- {FLAG} `{run.path}` has status **{run.status}**; it is included in the tables")
     return lines + [""]
+
+
+def _warnings(runs: list[Run]) -> list[str]:
+    """Operating-point warnings recorded in run.json (`warnings`), each once, with the runs it concerns."""
+    by_message = defaultdict(list)
+    for run in runs:
+        for message in run.info.get("warnings") or []:
+            by_message[str(message)].append(run)
+    lines = [f"- {', '.join(dict.fromkeys(f'`{r.method}`' for r in members))} ({len(members)} of {len(runs)} "
+             f"runs): {message}" for message, members in by_message.items()]
+    return ["## Warnings", "", *lines, ""] if lines else []
 
 
 def _cells(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:

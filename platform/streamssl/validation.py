@@ -43,6 +43,7 @@ def validate(config: RunConfig) -> None:
     _require(buffer.size >= learner.stream_batch,
              f"buffer.size: must be >= learner.stream_batch ({learner.stream_batch}), got {buffer.size}")
     _require(0.0 <= buffer.ema_alpha < 1.0, f"buffer.ema_alpha: must be in [0, 1), got {buffer.ema_alpha}")
+    check_protect_new(config)
     _require(ev.bn in ("running", "recalibrate"), f"eval.bn: running or recalibrate, got {ev.bn!r}")
     _require(isinstance(ev.linear, bool) or ev.linear in ("end", "points", "off"),
              f"eval.linear: end, points or off, got {ev.linear!r}")
@@ -70,3 +71,11 @@ def validate_eval_subsets(config: RunConfig) -> None:
         value, low = getattr(ev, key), 0 if key == "val_samples" else 1
         _require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
                  f"eval.{key}: must be an integer >= {low}, got {value!r}")
+
+
+def check_protect_new(config: RunConfig) -> None:
+    """buffer.protect_new: protected entries (up to protect_new x stream_batch) must fit in the buffer."""
+    protect, b, size = config.buffer.protect_new, config.learner.stream_batch, config.buffer.size
+    _require(protect >= 0, f"buffer.protect_new: must be >= 0, got {protect}")
+    _require(protect * b <= size, f"buffer.protect_new: {protect} x learner.stream_batch ({b}) protected samples "
+             f"exceed buffer.size ({size})")

@@ -26,6 +26,10 @@ CONFIGS = {
     "imai-diverse": ["method.crops=2", "learner.k=2", "learner.lr_schedule=cosine"],
     "minred-diverse": ["method.name=minred", "learner.k=2"],
     "imai-reservoir": ["method.crops=2", "buffer.policy=reservoir", "learner.k=2"],
+    # the batch saved at the cut is still protected: the resumed run must keep honouring that
+    "imai-diverse-protected": ["method.crops=2", "learner.k=2", "buffer.protect_new=1"],
+    "minred-reservoir-protected": ["method.name=minred", "learner.k=2", "buffer.policy=reservoir",
+                                   "buffer.protect_new=2"],
 }
 
 
@@ -189,6 +193,12 @@ def test_a_different_config_is_refused(tmp_path):
     other = make(CONFIGS["imai-reservoir"] + ["buffer.size=48"])
     with pytest.raises(StreamSSLError, match="buffer.size=32, this run has 48"):
         load_checkpoint(tmp_path, 0, other)
+
+
+def test_a_different_protect_new_is_refused(tmp_path):
+    save_checkpoint(tmp_path, 0, make(CONFIGS["imai-diverse-protected"]), {})
+    with pytest.raises(StreamSSLError, match="buffer.protect_new=1, this run has 0"):
+        load_checkpoint(tmp_path, 0, make(CONFIGS["imai-diverse"]))
 
 
 @dataclass

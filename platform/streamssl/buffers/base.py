@@ -34,7 +34,8 @@ class SelectionPolicy(ABC):
         """Slots to remove, in removal order.
 
         Args:
-            buffer: the buffer to shrink (not modified).
+            buffer: the buffer to shrink (not modified), or the `buffers.protect.Unprotected` view of
+                its removable entries (same attributes) when it protects new entries.
             n_remove: how many entries to remove, in [0, len(buffer)].
             generator: randomness for stochastic policies.
 

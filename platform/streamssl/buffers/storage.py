@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from streamssl.buffers.protect import Unprotected, effective_protection
+
 if TYPE_CHECKING:
     from streamssl.buffers.base import SelectionPolicy
 
@@ -33,11 +35,12 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, image_shape: tuple[int, int, int], feature_dim: int, max_batch: int,
-                 device: str | torch.device = "cpu") -> None:
-        if capacity < 1 or max_batch < 1 or feature_dim < 1:
-            raise ValueError(f"capacity, max_batch and feature_dim must be >= 1, got "
-                             f"{capacity}, {max_batch}, {feature_dim}")
+                 device: str | torch.device = "cpu", protect_new: int = 0) -> None:
+        if capacity < 1 or max_batch < 1 or feature_dim < 1 or protect_new < 0:
+            raise ValueError(f"capacity, max_batch and feature_dim must be >= 1 and protect_new >= 0, got "
+                             f"{capacity}, {max_batch}, {feature_dim}, {protect_new}")
         self.capacity, self.max_batch = capacity, max_batch
+        self.protect_new = protect_new  # inserts during which a new entry survives resizes (see buffers.protect)
         self.image_shape, self.feature_dim = tuple(image_shape), feature_dim
         self.device = torch.device(device)
         slots = capacity + max_batch
@@ -208,13 +211,21 @@ class ReplayBuffer:
     def resize(self, policy: SelectionPolicy, generator: torch.Generator) -> Tensor:
         """Bring the buffer back to capacity, dropping the entries the policy selects.
 
+        Entries from the latest `protect_new` inserts are not offered to the policy (see
+        `streamssl.buffers.protect`, also for protected entries beyond capacity).
+
         Returns:
             LongTensor of the removed entries' slots as they were before the call, in removal order.
         """
         n_remove = self._size - self.capacity
         if n_remove <= 0:
             return torch.zeros(0, dtype=torch.long, device=self.device)
-        removed = policy.select(self, n_remove, generator).to(self.device)
+        delay = effective_protection(self.lifespan, self.protect_new, self.capacity) if self.protect_new else 0
+        if delay == 0:
+            removed = policy.select(self, n_remove, generator).to(self.device)
+        else:
+            view = Unprotected(self, delay)
+            removed = view.rows[policy.select(view, n_remove, generator).to(self.device)]
         if removed.numel() != n_remove:
             raise RuntimeError(f"{type(policy).__name__} selected {removed.numel()} entries, not {n_remove}")
         self.remove(removed)
@@ -229,7 +240,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """Plain tensors, ints and lists (loadable with torch.load(weights_only=True))."""
         state = {name: getattr(self, "_" + name)[: self._size].cpu().clone() for name in _TENSORS}
-        state.update(keys=list(self.keys), steps=self.steps, inserted=self.inserted,
+        state.update(keys=list(self.keys), steps=self.steps, inserted=self.inserted, protect_new=self.protect_new,
                      capacity=self.capacity, max_batch=self.max_batch, feature_dim=self.feature_dim,
                      image_shape=list(self.image_shape))
         return state
@@ -241,6 +252,10 @@ class ReplayBuffer:
         if layout != mine:
             raise ValueError(f"buffer state has (capacity, feature_dim, image_shape) = {layout}, "
                              f"this buffer {mine}")
+        saved_protect = state.get("protect_new", 0)  # states saved before the key existed had none
+        if saved_protect != self.protect_new:
+            raise ValueError(f"buffer state was saved with buffer.protect_new={saved_protect}, "
+                             f"this buffer has {self.protect_new}")
         size = len(state["keys"])
         if size > self.capacity + self.max_batch:
             raise ValueError(f"buffer state holds {size} entries, "

@@ -11,4 +11,10 @@ from streamssl.methods.simclr import SimCLR
 METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed,
                                     "simclr": SimCLR, "byol": BYOL, "scale": Scale}
 
-__all__ = ["METHODS", "Method", "MethodParams", "StepOutput"]
+
+def operating_warnings(config) -> list[str]:
+    """The chosen method's operating-point warnings for a resolved RunConfig (see Method.operating_warnings)."""
+    return METHODS[config.method_name].operating_warnings(config.method_params())
+
+
+__all__ = ["METHODS", "Method", "MethodParams", "StepOutput", "operating_warnings"]

@@ -53,6 +53,16 @@ class Method(nn.Module):
         self.image_size = model.image_size
         self.backbone, self.feat_dim = build_backbone(model.backbone)
 
+    @classmethod
+    def operating_warnings(cls, params: MethodParams) -> list[str]:
+        """Settings outside the method's operating regime, one message per problem, naming the key.
+
+        A pure function of the params: the runner logs these at run start and records them in
+        run.json (`warnings`), and the report lists them. The run is not refused.
+        """
+        del params
+        return []
+
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         """Loss for uint8 images [b, 3, S, S] on the training device."""
         raise NotImplementedError

@@ -15,6 +15,11 @@ from streamssl.losses import mcc_loss, tcr_loss
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
 
+# Below this many crops MCC is out of its regime (method-spec, "Operating point of MCC"): a crop's
+# positive, the normalized crop mean, contains the crop itself with weight 1/N, so at small N a
+# crop wins its softmax against the other images' means with no agreement between crops at all.
+MCC_MIN_CROPS = 8
+
 
 @dataclass(frozen=True)
 class ImaiParams(MultiCropParams):
@@ -34,6 +39,13 @@ class Imai(MultiCropMethod):
     Params = ImaiParams
     presets = {"learner.schedule": "accv", "buffer.policy": "diverse"}
 
+    @classmethod
+    def operating_warnings(cls, params: ImaiParams) -> list[str]:
+        if params.crops >= MCC_MIN_CROPS or params.lambda_mcc == 0:  # lambda_mcc 0: MCC is off
+            return []
+        return [f"method.crops={params.crops} < {MCC_MIN_CROPS}: MCC's positive (the crop mean) contains the "
+                f"anchor crop itself, so crops can win their softmax without invariance; the paper uses N=20"]
+
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         p = self.params
         z = self.project(images, generator)  # [N, b, d]
@@ -44,3 +56,4 @@ class Imai(MultiCropMethod):
         tcr = tcr_loss(g.crops, eps=p.eps)
         loss = p.lambda_mcc * mcc + p.lambda_tcr * tcr
         return StepOutput(loss, self.features_from(z), {"mcc": mcc.item(), "tcr": tcr.item()})
+

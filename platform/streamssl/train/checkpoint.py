@@ -288,7 +288,8 @@ def _fingerprint(learner) -> dict:
     """Settings that must match for the saved state to fit and continue the same run."""
     c = learner.config
     return {"method.name": c.method_name, "model.backbone": c.model.backbone, "model.image_size": c.model.image_size,
-            "buffer.size": c.buffer.size, "buffer.policy": c.buffer.policy, "learner.schedule": c.learner.schedule,
+            "buffer.size": c.buffer.size, "buffer.policy": c.buffer.policy,
+            "buffer.protect_new": c.buffer.protect_new, "learner.schedule": c.learner.schedule,
             "learner.stream_batch": c.learner.stream_batch, "learner.k": c.learner.k,
             "feature_dim": learner.buffer.feature_dim, "total_updates": learner.total_updates}
 

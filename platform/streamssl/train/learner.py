@@ -69,7 +69,7 @@ class Learner:
         self.embeds = getattr(policy_cls, "embeds", False)
         feature_dim = self.method.feat_dim if self.embeds else self.method.feature_dim
         self.buffer = ReplayBuffer(config.buffer.size, (3, size, size), feature_dim,
-                                   max_batch=lc.stream_batch, device=device)
+                                   max_batch=lc.stream_batch, device=device, protect_new=config.buffer.protect_new)
         self.policy = policy_cls(policy_cls.Params())
         self.aug_gen = torch.Generator(device).manual_seed(config.seed * 7919 + rank)
         self.buffer_gen = torch.Generator().manual_seed(config.seed * 104729 + rank)

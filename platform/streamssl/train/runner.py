@@ -52,11 +52,13 @@ def pick_device(config: RunConfig) -> torch.device:
 
 
 def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: str, **extra) -> dict:
+    from streamssl.methods import operating_warnings
+
     return {"name": config.name, "method": config.method_name, "stream": config.stream.kind,
             "dataset": config.dataset.source, "dataset_dir": str(dataset_dir),
             "label_column": config.stream.label_column, "num_classes": len(class_names),
             "class_names": class_names, "seed": config.seed, "status": status, "git_sha": git_sha(),
-            "config": "config.yaml", **extra}
+            "config": "config.yaml", "warnings": operating_warnings(config), **extra}
 
 
 def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
@@ -129,6 +131,8 @@ def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path
     info = run_info(config, dataset_dir, _class_names(dataset_dir, config.stream.label_column), "running",
                     dataset_id=dataset_identity(dataset_dir), stream_dir=str(stream_dir), stream_samples=total,
                     unused_samples=total - stream_end(config, total, workers), num_workers=workers)
+    for message in info["warnings"]:  # once per run, at its start; report.md lists them too
+        log.warning("%s: %s", config.method_name, message)
     write_info(run_dir, info)
     return info
 
