@@ -141,16 +141,6 @@ def test_synthetic_deterministic_interleaved_with_test_split(tmp_path):
     assert not np.array_equal(other, labels)
 
 
-def test_synthetic_is_learnable_by_knn_on_raw_pixels():
-    train, test = make_split(10, 40, 16, seed=0, stream=0), make_split(10, 10, 16, seed=0, stream=1)
-    x, q = (s.images.reshape(len(s.images), -1).astype(np.float32) for s in (train, test))
-    d = (q**2).sum(1)[:, None] - 2 * q @ x.T + (x**2).sum(1)[None]
-    nearest = np.argsort(d, axis=1)[:, :5]
-    votes = np.apply_along_axis(np.bincount, 1, train.labels["label"][nearest], minlength=10)
-    accuracy = (votes.argmax(1) == test.labels["label"]).mean()
-    assert accuracy > 0.5  # chance is 0.1
-
-
 def test_rerun_replaces_stale_shards(tmp_path):
     prepare("synthetic", None, tmp_path / "out", classes=2, samples_per_class=6, shard_size=2)
     prepare("synthetic", None, tmp_path / "out", classes=2, samples_per_class=6, shard_size=12)
