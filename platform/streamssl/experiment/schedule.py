@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,27 +94,39 @@ def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
     return pinned
 
 
-def footprint(config) -> tuple[float, float]:
-    """(CPUs the run's task asks for, CPUs the whole run holds while it trains)."""
+@dataclass(frozen=True)
+class Footprint:
+    task_cpus: float  # what the run's Ray task asks for
+    held_cpus: float  # what the whole run holds while it trains (its Ray Train workers included)
+    gpus: float
+
+
+def footprint(config) -> Footprint:
     from streamssl.train.runner import uses_ray_train
 
     if uses_ray_train(config):
         s = config.scaling
-        return DRIVER_CPUS, DRIVER_CPUS + s.num_workers * (s.cpus_per_worker or 1)
+        return Footprint(DRIVER_CPUS, DRIVER_CPUS + s.num_workers * (s.cpus_per_worker or 1),
+                         float(s.num_workers) if s.use_gpu else 0.0)
     threads = float(config.learner.threads or 1)
-    return threads, threads
+    return Footprint(threads, threads, 0.0)
 
 
-def runs_at_once(spec: ExperimentSpec, held: float, cluster_cpus: float) -> int:
-    """max_concurrent, lowered so the runs in flight leave a CPU for their stream reads (Ray Data
-    read tasks waiting for a CPU that the runs hold would wait forever)."""
-    fits = math.floor((cluster_cpus - READ_RESERVE_CPUS) / held + 1e-9)
+def runs_at_once(spec: ExperimentSpec, need: Footprint, cluster: dict) -> int:
+    """max_concurrent, lowered to what the cluster can hold at once: GPUs, and CPUs that leave one
+    free for stream reads (Ray Data read tasks waiting for a CPU the runs hold would wait forever)."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if need.gpus > gpus:
+        raise ConfigError(f"scaling.use_gpu: a run needs {need.gpus:g} GPU, the cluster has {gpus:g}")
+    fits = math.floor((cpus - READ_RESERVE_CPUS) / need.held_cpus + 1e-9)
+    if need.gpus:
+        fits = min(fits, math.floor(gpus / need.gpus + 1e-9))
     if fits < 1:
-        raise ConfigError(f"learner.threads / scaling: a run holds {held:g} CPUs and its stream reads need "
-                          f"{READ_RESERVE_CPUS:g} more; the cluster has {cluster_cpus:g}")
+        raise ConfigError(f"learner.threads / scaling: a run holds {need.held_cpus:g} CPUs and its stream reads "
+                          f"need {READ_RESERVE_CPUS:g} more; the cluster has {cpus:g}")
     if fits < spec.max_concurrent:
-        log.warning("max_concurrent: %d runs of %g CPUs would leave no CPU for stream reads on %g CPUs; "
-                    "running %d at a time", spec.max_concurrent, held, cluster_cpus, fits)
+        log.warning("max_concurrent: the cluster (%g CPUs, %g GPUs) holds %d of these runs at once, not %d",
+                    cpus, gpus, fits, spec.max_concurrent)
     return min(spec.max_concurrent, fits)
 
 
@@ -133,6 +146,9 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, resume: bool = False, 
     if resume:
         check_same_matrix(spec, out)
     runs = expand(spec)
+    # a loaded machine can take longer than Ray's 60 s to start a Ray Train run's workers (set before
+    # Ray starts: its processes inherit the environment)
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
     init_ray()
     pinned = prepare_data(spec, runs)
     if not resume:
@@ -150,13 +166,12 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
     import ray
     from tqdm import tqdm
 
-    from streamssl.config import flatten
-
     if not todo:
         return {}
     configs = {run.name: run_config(spec, run, pinned[run.name]) for run in todo}
-    held = max(footprint(c)[1] for c in configs.values())
-    limit = runs_at_once(spec, held, ray.cluster_resources().get("CPU", 0.0))
+    needs = [footprint(c) for c in configs.values()]
+    largest = Footprint(0.0, max(n.held_cpus for n in needs), max(n.gpus for n in needs))
+    limit = runs_at_once(spec, largest, ray.cluster_resources())
     task = ray.remote(execute_run)
     pending, in_flight, outcomes = list(todo), {}, {}
     bar = tqdm(total=len(todo), desc="runs", unit="run", disable=not progress, dynamic_ncols=True)
@@ -164,13 +179,7 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 run = pending.pop(0)
-                config = configs[run.name]
-                cpus = footprint(config)[0]
-                path = run_dir(out, run)
-                shutil.rmtree(path, ignore_errors=True)  # a rerun starts clean: no stale metrics or checkpoints
-                ref = task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{run.name}").remote(
-                    flatten(config.to_dict()), str(path), max(1, int(cpus)))
-                in_flight[ref] = run
+                in_flight[_launch(task, configs[run.name], run_dir(out, run))] = run
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             run = in_flight.pop(ready[0])
             outcomes[run.name] = _collect(ready[0], run, run_dir(out, run))
@@ -183,6 +192,16 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
     finally:
         bar.close()
     return outcomes
+
+
+def _launch(task, config, path: Path):
+    """Start one run's task (a rerun starts clean: no stale metrics or checkpoints); its ObjectRef."""
+    from streamssl.config import flatten
+
+    cpus = footprint(config).task_cpus
+    shutil.rmtree(path, ignore_errors=True)
+    return task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{path.name}").remote(
+        flatten(config.to_dict()), str(path), max(1, int(cpus)))
 
 
 def _collect(ref, run: RunSpec, path: Path) -> Outcome:

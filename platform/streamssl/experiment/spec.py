@@ -68,8 +68,7 @@ class ExperimentSpec:
     def matrix(self) -> dict:
         """What defines the runs (compared on --resume): the axes, overrides and the base's keys."""
         return {"methods": list(self.methods), "streams": list(self.streams), "seeds": list(self.seeds),
-                "overrides": self.overrides, "grid": self.grid, "reference": self.reference,
-                "base": cfg.load_flat(self.base)}
+                "overrides": self.overrides, "grid": self.grid, "base": cfg.load_flat(self.base)}
 
 
 def load_spec(path: str | Path, extra_overrides: dict | None = None) -> ExperimentSpec:
