@@ -156,3 +156,50 @@ def test_bad_run_dirs_exit_2_with_one_line(tmp_path, capsys):
     (no_method / "run.json").write_text('{"stream": "seq"}')
     assert main(["report", str(no_method), "--out", str(tmp_path / "o")]) == 2
     assert "no 'method' field" in capsys.readouterr().err
+
+
+def _with_config(path, seed=0, **overrides):
+    """Give a run dir the resolved config.yaml a real run writes (smoke pipeline + overrides)."""
+    from pathlib import Path
+
+    from streamssl import config as cfg
+
+    smoke = Path(__file__).resolve().parents[1] / "pipelines" / "smoke.yaml"
+    cfg.dump(cfg.load(smoke, {"seed": seed, "name": path.name, **overrides}), path / "config.yaml")
+    return path
+
+
+def test_runs_that_differ_in_a_setting_are_never_averaged(tmp_path):
+    """Same seed, different learner.k: two rows named by the key, not '100.00 ± 0.00 (n=2)'."""
+    from streamssl.report import write_report
+
+    runs = [_with_config(make_run(tmp_path / "k1", "imai", "seq", offset=0.10), **{"learner.k": 1}),
+            _with_config(make_run(tmp_path / "k3", "imai", "seq", offset=0.20), **{"learner.k": 3}),
+            # a second seed of the k=1 setting (different run name too): averaged with k1
+            _with_config(make_run(tmp_path / "k1-s1", "imai", "seq", seed=1, offset=0.14), seed=1,
+                         **{"learner.k": 1})]
+    text = write_report(runs, tmp_path / "out").read_text()
+    _, rows = _table(text, "## Final kNN accuracy (%): toy")
+    cells = {row[0]: row[1] for row in rows}
+    assert cells == {"untrained": "40.00", "imai (learner.k=1)": "82.00 ± 2.83 (n=2)",
+                     "imai (learner.k=3)": "90.00"}
+    assert "imai: runs differ in `learner.k`; each setting is its own row" in text
+    _, details = _table(text, "## Accuracy over the stream: toy")
+    assert [(r[0], r[2]) for r in details] == [("imai (learner.k=1)", "2"), ("imai (learner.k=3)", "1")]
+
+
+def test_same_setting_and_seed_twice_is_named_and_datasets_stay_apart(tmp_path):
+    import json
+
+    from streamssl.report import write_report
+
+    runs = [_with_config(make_run(tmp_path / name, "imai", "seq")) for name in ("a", "b", "c")]
+    for name, sha in (("a", "1" * 64), ("b", "1" * 64), ("c", "2" * 64)):  # c: another dataset, same name
+        info = json.loads((tmp_path / name / "run.json").read_text())
+        info["dataset_id"] = {"name": "toy", "sha256": sha}
+        (tmp_path / name / "run.json").write_text(json.dumps(info))
+    text = write_report(runs, tmp_path / "out").read_text()
+    _, first = _table(text, f"## Final kNN accuracy (%): toy (sha256 {'1' * 12})")
+    _, second = _table(text, f"## Final kNN accuracy (%): toy (sha256 {'2' * 12})")
+    assert first[1] == ["imai", "80.00 ± 0.00 (n=2)"] and second[1] == ["imai", "80.00"]
+    assert "imai on seq: several runs with seed 0: reruns of one setting, not independent seeds" in text

@@ -14,7 +14,7 @@ import sys
 
 from streamssl.errors import StreamSSLError
 
-COMMANDS = ["prepare", "score", "stream", "run", "report", "demo", "bench", "submit", "jobs", "tune"]
+COMMANDS = ["prepare", "score", "stream", "run", "report", "demo", "bench", "submit", "jobs", "tune", "experiment"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,11 +2,16 @@
 final kNN %, plus the untrained network's reference row), a per-(method, stream) table of
 stream-progress metrics, provenance, and the figures of `streamssl.evaluation.plots`.
 
+Runs are averaged only over seeds: a cell holds the runs of one dataset identity, stream and
+resolved config apart from the seed (`streamssl.report_cells`); runs that differ in anything else
+are separate rows, and the report says which keys differ.
+
 `write_report(run_dirs, out_dir)` is the one entry point; `streamssl report` and the runner call it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from streamssl import fsio
 from streamssl.errors import StreamSSLError
 from streamssl.evaluation import metrics, plots
 from streamssl.evaluation.metrics_log import load_metrics, load_run_info
+from streamssl.report_cells import dataset_identity, dataset_titles, label_runs, load_config
 
 REPORT_FILE = "report.md"
 FLAG = "†"  # marks cells that include a run whose status is not "completed"
@@ -40,6 +46,9 @@ class Run:
     status: str
     class_names: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    dataset_key: tuple = ()  # identity: run.json dataset_id, else the dataset dir (report_cells)
+    config: dict | None = None  # config.yaml as dotted keys, minus seed/name/dataset.dir; None without one
+    label: str = ""  # the Table-1 row: the method, plus the keys it differs in from its other runs
 
     @property
     def flagged(self) -> bool:
@@ -54,12 +63,13 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         if not info.get(key):
             raise StreamSSLError(f"{Path(run_dir) / 'run.json'}: no {key!r} field")
     stream = info["stream"].get("kind", "?") if isinstance(info["stream"], dict) else str(info["stream"])
-    dataset = info.get("dataset_id") or info.get("dataset", "?")  # dataset_id: runs since issue 11
+    dataset = info.get("dataset_id") if isinstance(info.get("dataset_id"), dict) else info.get("dataset", "?")
     dataset = dataset.get("name", "?") if isinstance(dataset, dict) else str(dataset)
     class_names = [str(name) for name in info.get("class_names") or []]
     run = Run(path=Path(run_dir), info=info, frame=frame, method=str(info["method"]), stream=stream,
               dataset=dataset, seed=info.get("seed"), status=str(info.get("status", "unknown")),
-              class_names=class_names)
+              class_names=class_names, dataset_key=dataset_identity(info), config=load_config(run_dir),
+              label=str(info["method"]))
     run.stats = metrics.summarize(frame, info.get("num_classes") or len(class_names) or None,
                                   PROGRESS_FRACTION)
     return run
@@ -85,39 +95,49 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
         The path of report.md.
     """
     runs = load_runs([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs))
+    notes = label_runs(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     knn_png, grad_png, buffer_png, health_png = (out / name for name in FIGURE_FILES)
+    shown = _as_rows(runs)  # the figures draw a line per row label and a panel per dataset title
     figures = {
-        "kNN accuracy vs samples seen": plots.plot_knn_vs_progress(runs, knn_png),
-        "gradient cosine over updates": plots.plot_grad_cosine(runs, grad_png),
-        "buffer class composition": plots.plot_buffer_composition(runs, buffer_png),
-        "representation health": plots.plot_health(runs, health_png),
+        "kNN accuracy vs samples seen": plots.plot_knn_vs_progress(shown, knn_png),
+        "gradient cosine over updates": plots.plot_grad_cosine(shown, grad_png),
+        "buffer class composition": plots.plot_buffer_composition(shown, buffer_png),
+        "representation health": plots.plot_health(shown, health_png),
     }
     for name in FIGURE_FILES:  # a figure skipped now must not leave an older one behind
         if (out / name) not in figures.values():
             (out / name).unlink(missing_ok=True)
     path = out / REPORT_FILE
-    fsio.write_text(path, render(runs, figures))
+    fsio.write_text(path, render(runs, figures, notes))
     return path
 
 
-def render(runs: list[Run], figures: dict[str, Path | None]) -> str:
-    """report.md's text."""
+def _as_rows(runs: list[Run]) -> list[Run]:
+    titles = dataset_titles(runs)
+    return [dataclasses.replace(run, method=run.label, dataset=titles[run.dataset_key]) for run in runs]
+
+
+def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None = None) -> str:
+    """report.md's text; `notes` (dataset identity -> lines) from report_cells.label_runs."""
+    if notes is None:
+        notes = label_runs(runs)
     lines = ["# streamssl report", ""]
-    lines += _header(runs) + _warnings(runs)
-    for dataset in dict.fromkeys(run.dataset for run in runs):
-        mine = [run for run in runs if run.dataset == dataset]
-        lines += _table1(mine, dataset) + _details(mine, dataset)
+    titles = dataset_titles(runs)
+    lines += _header(runs, titles) + _warnings(runs)
+    for key, title in titles.items():
+        mine = [run for run in runs if run.dataset_key == key]
+        lines += _table1(mine, title, notes.get(key, [])) + _details(mine, title)
     lines += _health_table(runs) + _figures(figures) + _run_list(runs) + _definitions()
     return "\n".join(lines) + "\n"
 
 
-def _header(runs: list[Run]) -> list[str]:
+def _header(runs: list[Run], titles: dict) -> list[str]:
     protocols = sorted({run.stats["protocol"] for run in runs if run.stats["protocol"]})
     seeds = [str(seed) for seed in sorted({run.seed for run in runs}, key=plots.seed_key)]
     flagged = [run for run in runs if run.flagged]
-    lines = [f"- datasets: {', '.join(f'`{d}`' for d in dict.fromkeys(run.dataset for run in runs))}",
+    lines = [f"- datasets: {', '.join(f'`{d}`' for d in titles.values())}",
              f"- kNN protocol: {'; '.join(f'`{p}`' for p in protocols) or 'none logged'}",
              f"- seeds: {', '.join(seeds)}",
              f"- runs: {len(runs)} ({len(runs) - len(flagged)} completed)"]
@@ -140,10 +160,18 @@ def _warnings(runs: list[Run]) -> list[str]:
 
 
 def _cells(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """(row label, stream) -> runs; call with the runs of one dataset identity."""
     cells = defaultdict(list)
     for run in runs:
-        cells[(run.method, run.stream)].append(run)
+        cells[(run.label, run.stream)].append(run)
     return cells
+
+
+def _rows(runs: list[Run]) -> list[str]:
+    """Row labels, method by method in first-appearance order, then each method's settings."""
+    methods = list(dict.fromkeys(run.method for run in runs))
+    ordered = sorted(runs, key=lambda run: methods.index(run.method))
+    return list(dict.fromkeys(run.label for run in ordered))
 
 
 def _streams(runs: list[Run]) -> list[str]:
@@ -163,15 +191,16 @@ def fmt_stat(values, scale: float = 100.0, digits: int = 2, show_n: bool = True)
     return f"{np.mean(finite):.{digits}f} ± {std:.{digits}f}{count}"
 
 
-def _table1(runs: list[Run], dataset: str) -> list[str]:
+def _table1(runs: list[Run], dataset: str, cell_notes: list[str] = ()) -> list[str]:
     streams, cells = _streams(runs), _cells(runs)
     lines = [f"## Final kNN accuracy (%): {dataset}", "",
              "| method | " + " | ".join(streams) + " |", "|---" * (len(streams) + 1) + "|"]
     untrained_row, notes = _untrained_row(runs, streams)
     lines.append("| untrained | " + " | ".join(untrained_row) + " |")
-    for method in dict.fromkeys(run.method for run in runs):
-        row = [_flagged_stat(cells.get((method, stream), []), "final") for stream in streams]
-        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    for label in _rows(runs):
+        row = [_flagged_stat(cells.get((label, stream), []), "final") for stream in streams]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    notes = notes + [f"- {note}" for note in cell_notes]
     return lines + [""] + notes + ([""] if notes else [])
 
 
@@ -183,16 +212,20 @@ def _flagged_stat(members: list[Run], key: str, show_n: bool = True) -> str:
 
 
 def _untrained_row(runs: list[Run], streams: list[str]) -> tuple[list[str], list[str]]:
-    """Untrained kNN per stream: the runs of a stream should agree (same network, same seed)."""
+    """Untrained kNN per stream (mean over runs); runs with the same seed should agree (same network,
+    same evaluation subsets), different seeds need not."""
     row, notes = [], []
     for stream in streams:
-        values = [run.stats["untrained"] for run in runs if run.stream == stream]
-        values = [v for v in values if np.isfinite(v)]
+        mine = [run for run in runs if run.stream == stream and np.isfinite(run.stats["untrained"])]
+        values = [run.stats["untrained"] for run in mine]
         if not values:
             row.append("n/a")
             continue
         row.append(f"{100 * np.mean(values):.2f}")
-        if max(values) - min(values) > 1e-9:
+        by_seed = defaultdict(list)
+        for run in mine:
+            by_seed[str(run.seed)].append(run.stats["untrained"])
+        if any(max(v) - min(v) > 1e-9 for v in by_seed.values()):
             row[-1] += "*"
             notes.append(f"\\* {stream}: the runs' untrained kNN differ ({100 * min(values):.2f} to "
                          f"{100 * max(values):.2f} % over {len(values)} runs); the mean is shown.")
@@ -204,13 +237,13 @@ def _details(runs: list[Run], dataset: str) -> list[str]:
               "| seen-class acc % | AUC % |")
     lines = [f"## Accuracy over the stream: {dataset}", "", header, "|---" * 10 + "|"]
     cells = _cells(runs)
-    for method in dict.fromkeys(run.method for run in runs):
+    for label in _rows(runs):
         for stream in _streams(runs):
-            members = cells.get((method, stream))
+            members = cells.get((label, stream))
             if members:
                 stats = [_flagged_stat(members, key, show_n=False)  # the n column says it
                          for key in ("final", "linear", "at_fraction", "untrained", "forgetting", "seen_acc", "auc")]
-                lines.append(f"| {method} | {stream} | {len(members)} | " + " | ".join(stats) + " |")
+                lines.append(f"| {label} | {stream} | {len(members)} | " + " | ".join(stats) + " |")
     return lines + [""]
 
 
@@ -264,7 +297,9 @@ def _definitions() -> list[str]:
     return [
         "## Definitions", "",
         "- **final kNN**: top-1 of the last evaluation; cells with several runs (seeds) show "
-        "mean ± sample std (n).",
+        "mean ± sample std (n). A cell averages only runs of the same dataset, stream and resolved config "
+        "(config.yaml) apart from the seed; a method's runs that differ in other keys are separate rows "
+        "named by those keys.",
         "- **linear probe**: top-1 of a linear classifier trained on the frozen backbone features of the "
         "labelled kNN-memory split at the last evaluation (`eval.linear`); n/a when the run has none.",
         "- **untrained**: the same network evaluated before any update (samples seen = 0).",

@@ -1,8 +1,9 @@
 """`streamssl demo`: the main job on the embedded default (Debian's Fashion-MNIST, CPU preset).
 
 Prepares Fashion-MNIST, builds its iid / seq / seq-bl / seq-im streams (summaries + a PNG of the
-class at each stream position), then trains the paper's four methods (imai, empssl, minred, scale)
-on seq, seq-bl and seq-im and ends with the Table-1-style report and the paths of its plots.
+class at each stream position), then runs the experiment `experiments/demo.yaml` (the paper's four
+methods x seq, seq-bl, seq-im x three seeds, through `streamssl experiment`) into OUT/experiment
+and ends with Table 1 with 95% intervals and the differences that are significant.
 """
 
 from __future__ import annotations
@@ -11,33 +12,35 @@ import argparse
 import time
 from pathlib import Path
 
-PIPELINE = Path(__file__).resolve().parents[3] / "pipelines" / "fmnist-cpu.yaml"
+SPEC = Path(__file__).resolve().parents[3] / "experiments" / "demo.yaml"
 STREAMS = ["iid", "seq", "seq-bl", "seq-im"]
+EXPERIMENT = "experiment"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="Fashion-MNIST streams + imai vs empssl vs minred vs scale (CPU preset)")
+    parser = sub.add_parser("demo", help="Fashion-MNIST streams + imai vs empssl vs minred vs scale, 3 seeds "
+                            "(CPU preset, experiments/demo.yaml)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--pipeline", default=str(PIPELINE), help="pipeline to run (default fmnist-cpu)")
-    parser.add_argument("--methods", default="imai,empssl,minred,scale", help="comma-separated method names")
-    parser.add_argument("--streams", default="seq,seq-bl,seq-im", help="comma-separated stream kinds to train on")
+    parser.add_argument("--spec", default=str(SPEC), help="experiment spec to run (default experiments/demo.yaml)")
     parser.add_argument("--streams-only", action="store_true", help="stop after building the streams")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar over the runs")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every run")
     parser.set_defaults(func=main)
 
 
-def build_streams(pipeline: str, overrides: list[str], out: Path) -> dict[str, Path]:
-    from streamssl import config as cfg
+def build_streams(spec, out: Path) -> dict[str, Path]:
+    """Every stream kind of the spec's base pipeline (seed: the spec's first), summarized and plotted."""
+    from streamssl.experiment.spec import RunSpec, run_config
     from streamssl.ray_setup import init_ray
     from streamssl.streams import plot_stream_classes, summarize_stream
     from streamssl.train.runner import ensure_dataset, ensure_stream
 
-    base = cfg.load(pipeline, overrides)
-    dataset_dir = ensure_dataset(base)
+    configs = {kind: run_config(spec, RunSpec(spec.methods[0], kind, spec.seeds[0])) for kind in STREAMS}
+    dataset_dir = ensure_dataset(configs["seq"])
     init_ray()
     dirs = {}
-    for kind in STREAMS:
-        dirs[kind] = ensure_stream(cfg.load(pipeline, overrides + [f"stream.kind={kind}"]), dataset_dir)
+    for kind, config in configs.items():
+        dirs[kind] = ensure_stream(config, dataset_dir)
         print(summarize_stream(dirs[kind]), end="\n\n")
     png = out / "streams.png"
     plot_stream_classes([str(d) for d in dirs.values()], str(png))
@@ -47,30 +50,21 @@ def build_streams(pipeline: str, overrides: list[str], out: Path) -> dict[str, P
 
 def main(args: argparse.Namespace) -> int:
     from streamssl import config as cfg
-    from streamssl.report import write_report
-    from streamssl.train.runner import run_pipeline
+    from streamssl.commands.experiment import run_and_report
+    from streamssl.experiment.schedule import STATE_FILE
+    from streamssl.experiment.spec import load_spec
 
+    spec = load_spec(args.spec, cfg.parse_overrides(args.overrides))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    build_streams(args.pipeline, args.overrides, out)
+    build_streams(spec, out)
     if args.streams_only:
         return 0
-    run_dirs = []
-    for kind in args.streams.split(","):
-        for method in args.methods.split(","):
-            extra = [f"method.name={method}", f"stream.kind={kind}", f"name={method}-{kind}"]
-            config = cfg.load(args.pipeline, args.overrides + extra)
-            run_dir = out / "runs" / f"{method}-{kind}"
-            info = run_pipeline(config, run_dir)
-            print(f"  {method:8s} {kind:7s} final kNN {info['final_knn']:.4f}, linear probe "
-                  f"{info.get('final_linear', float('nan')):.4f} ({info['wall_seconds']:.0f} s)")
-            run_dirs.append(run_dir)
-    report = write_report(run_dirs, out)
-    print()
-    print(Path(report).read_text())
-    print(f"report: {report}")
-    for png in sorted(out.glob("*.png")):
-        print(f"plot:   {png}")
+    experiment = out / EXPERIMENT
+    resume = (experiment / STATE_FILE).is_file()
+    if resume:  # `make demo` again finishes (or just re-reports) the demo instead of refusing
+        print(f"resuming the experiment in {experiment} (completed runs are kept; delete it for a fresh demo)")
+    code = run_and_report(spec, experiment, resume, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
-    return 0
+    return code
