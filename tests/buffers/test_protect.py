@@ -5,9 +5,10 @@ import math
 
 import pytest
 import torch
+from greedy_reference import select_diverse_naive
 
 from streamssl import config as cfg
-from streamssl.buffers import POLICIES, ReplayBuffer, Reservoir, oldest, psa_select, select_diverse_naive
+from streamssl.buffers import POLICIES, ReplayBuffer, Reservoir, oldest, psa_select
 from streamssl.errors import ConfigError
 
 DIM = 6
