@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from streamssl.errors import ConfigError
+
 PIPELINE = Path(__file__).resolve().parents[3] / "pipelines" / "fmnist-cpu.yaml"
 STREAMS = ["iid", "seq", "seq-bl", "seq-im"]
 
@@ -45,11 +47,33 @@ def build_streams(pipeline: str, overrides: list[str], out: Path) -> dict[str, P
     return dirs
 
 
-def main(args: argparse.Namespace) -> int:
+def _names(text: str, known, flag: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ConfigError(f"{flag}: unknown name {unknown[0] if unknown else text!r} (choose from {', '.join(known)})")
+    return names
+
+
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, str, object]]:
+    """(stream kind, method, config) of every run, each loaded and validated before any work."""
     from streamssl import config as cfg
+    from streamssl.methods import METHODS
+    from streamssl.streams.plan import KINDS
+
+    methods, kinds = _names(args.methods, sorted(METHODS), "--methods"), _names(args.streams, KINDS, "--streams")
+    return [(kind, method, cfg.load(args.pipeline, args.overrides + [f"method.name={method}", f"stream.kind={kind}",
+                                                                     f"name={method}-{kind}"]))
+            for kind in kinds for method in methods]
+
+
+def main(args: argparse.Namespace) -> int:
     from streamssl.report import write_report
     from streamssl.train.runner import run_pipeline
+    from streamssl.validation import check_before_work
 
+    runs = plan_runs(args)
+    check_before_work(runs[0][2])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -57,15 +81,12 @@ def main(args: argparse.Namespace) -> int:
     if args.streams_only:
         return 0
     run_dirs = []
-    for kind in args.streams.split(","):
-        for method in args.methods.split(","):
-            extra = [f"method.name={method}", f"stream.kind={kind}", f"name={method}-{kind}"]
-            config = cfg.load(args.pipeline, args.overrides + extra)
-            run_dir = out / "runs" / f"{method}-{kind}"
-            info = run_pipeline(config, run_dir)
-            print(f"  {method:8s} {kind:7s} final kNN {info['final_knn']:.4f}, linear probe "
-                  f"{info.get('final_linear', float('nan')):.4f} ({info['wall_seconds']:.0f} s)")
-            run_dirs.append(run_dir)
+    for kind, method, config in runs:
+        run_dir = out / "runs" / f"{method}-{kind}"
+        info = run_pipeline(config, run_dir)
+        print(f"  {method:8s} {kind:7s} final kNN {info['final_knn']:.4f}, linear probe "
+              f"{info.get('final_linear', float('nan')):.4f} ({info['wall_seconds']:.0f} s)")
+        run_dirs.append(run_dir)
     report = write_report(run_dirs, out)
     print()
     print(Path(report).read_text())

@@ -31,14 +31,18 @@ def _digest(payload: dict) -> str:
 
 def ensure_dataset(config: RunConfig) -> Path:
     """The prepared dataset dir, preparing it on first use (cached by source + options)."""
+    from streamssl.errors import renamed
     from streamssl.ingest import prepare
+    from streamssl.validation import check_dataset, dataset_key
 
     ds = config.dataset
     key = {"source": ds.source, "path": ds.path, "options": ds.options}
     out = Path(ds.dir) if ds.dir else data_root() / "datasets" / f"{ds.source}-{_digest(key)}"
     if not (out / "dataset.json").exists():
         log.info("preparing %s into %s", ds.source, out)
-        prepare(ds.source, ds.path, str(out), **ds.options)
+        with renamed(dataset_key):  # prepare names PATH and --flags; here they are pipeline keys
+            prepare(ds.source, ds.path, str(out), **ds.options)
+    check_dataset(config, out)
     return out
 
 
@@ -52,8 +56,10 @@ def stream_args(config: RunConfig) -> dict:
 
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     """The materialized stream dir for this config, built on first use (cached by its arguments)."""
+    from streamssl.errors import renamed
     from streamssl.scoring import ensure_scored
     from streamssl.streams.build import build_stream
+    from streamssl.validation import stream_key
 
     args = stream_args(config)
     # a curriculum column is scored on first use; its checksum keys the cache, so re-scoring rebuilds
@@ -62,7 +68,8 @@ def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     out = dataset_dir / "streams" / f"{args['kind']}-{_digest(key)}"
     if not (out / "stream.json").exists():
         log.info("materializing the %s stream into %s", args["kind"], out)
-        build_stream(str(dataset_dir), str(out), **args)
+        with renamed(stream_key):  # the planner names its arguments; here they are stream.* keys
+            build_stream(str(dataset_dir), str(out), **args)
     return out
 
 
@@ -106,7 +113,9 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     """
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
+    from streamssl.validation import check_before_work
 
+    check_before_work(config)  # data paths, Ray address, GPUs: fail in seconds, before writing anything
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump(config, run_dir / "config.yaml")
