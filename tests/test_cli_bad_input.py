@@ -135,6 +135,8 @@ RUN_ROWS = [
     (["stream.class_order={missing}"], "stream.class_order"),
     (["dataset.dir={mixed}"], "model.read_size"),  # images of two sizes and no read_size
     (["dataset.dir={mixed}", "model.read_size=16", "stream.label_column=fine"], "stream.label_column"),
+    (["dataset.dir={mixed}", "model.read_size=16", "stream.kind=custom", "stream.order_by=difficulty_nope"],
+     "stream.order_by"),
 ]
 
 # files of a `files` fixture name -> their text (bytes: written as is)

@@ -24,7 +24,7 @@ from streamssl.errors import ConfigError
 class DatasetConfig:
     source: str = "synthetic"  # a `streamssl prepare` source
     path: str | None = None  # input for the source (folder of idx/pickle/images/shards)
-    dir: str | None = None  # prepared dataset dir; default: a cache dir keyed by source+options
+    dir: str | None = None  # a prepared dataset dir (holds dataset.json); default: prepared into a cache dir
     options: dict = field(default_factory=dict)  # source options, e.g. classes, samples_per_class
 
 

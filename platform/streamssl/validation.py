@@ -281,10 +281,24 @@ def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
     labels = [name for name in usable if name == "label" or name.endswith("_label")]
     _require(column in usable, f"stream.label_column: {column!r} is not an integer column of {dataset_dir} "
              f"(label columns: {', '.join(labels)})")
+    _order_column(config, schema.names, dataset_dir)
     if config.model.read_size is None:
         for split in (dataset_dir, dataset_dir / "test"):
             if (split / "manifest.parquet").is_file():
                 _same_image_sizes(split)
+
+
+def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> None:
+    from streamssl.scoring import DEFAULT_COLUMNS
+    from streamssl.streams.plan import parse_order_by
+
+    if config.stream.kind != "custom":
+        return
+    name, _ = parse_order_by(config.stream.order_by)
+    scores = [c for c in columns if c.startswith("difficulty")] or ["none yet"]
+    _require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
+             f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
+             f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
 
 
 def _same_image_sizes(split: Path) -> None:
