@@ -79,3 +79,48 @@ def test_per_method_blocks_apply_only_to_the_chosen_method(tmp_path):
     with pytest.raises(ConfigError, match="per_method.nope"):
         spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\nper_method:\n  nope: {{}}\n")
         cfg.load(spec)
+
+
+def test_every_method_block_is_validated_as_that_method_would_resolve_it(tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\nper_method:\n  minred: {{learner: {{k: 12}}}}\n"
+                    "  scale: {model: {proj_hidden_dim: null, proj_dim: 64}}\n")
+    assert cfg.load(spec).method_name == "imai"  # valid blocks of other methods pass
+    spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\nper_method:\n  minred: {{eval: {{batch_size: 0}}}}\n")
+    with pytest.raises(ConfigError, match=r"^per_method\.minred: eval\.batch_size: must be >= 1"):
+        cfg.load(spec)
+    # a method-specific key given for the chosen method does not count against the other blocks
+    spec.write_text(f"extends: {cfg.Path(SMOKE).resolve()}\nmethod: {{crops: 3}}\n"
+                    "per_method:\n  minred: {learner: {k: 4}}\n")
+    assert cfg.load(spec).method["crops"] == 3
+
+
+def test_renamed_maps_the_library_argument_to_the_callers_name():
+    from streamssl.errors import DataError, renamed
+
+    with pytest.raises(ConfigError, match=r"^stream\.blend_ratio: must be in"):
+        with renamed({"blend_ratio": "stream.blend_ratio"}):
+            raise ConfigError("blend_ratio: must be in [0, 1], got 2")
+    with pytest.raises(DataError, match=r"^/data/x: unchanged"):  # other names and the class are kept
+        with renamed(lambda name: None):
+            raise DataError("/data/x: unchanged")
+
+
+def test_ray_address_check_passes_a_listening_port_and_names_the_variable_otherwise(monkeypatch):
+    import socket
+
+    from streamssl.ray_setup import check_ray_address
+
+    monkeypatch.setattr("streamssl.ray_setup._ray_running", lambda: False)  # a session Ray skips the check
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}", f"http://localhost:{port}"):
+            check_ray_address(address, "--address")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # closed now
+    with pytest.raises(ConfigError, match=rf"^RAY_ADDRESS=127\.0\.0\.1:{port}: no Ray cluster answers"):
+        check_ray_address()
+    with pytest.raises(ConfigError, match=r"^--address=host:port: not a Ray address"):
+        check_ray_address("host:port", "--address")
+    check_ray_address("local", "--address")  # a private local Ray: nothing to reach

@@ -24,7 +24,7 @@ from streamssl.errors import ConfigError
 class DatasetConfig:
     source: str = "synthetic"  # a `streamssl prepare` source
     path: str | None = None  # input for the source (folder of idx/pickle/images/shards)
-    dir: str | None = None  # prepared dataset dir; default: a cache dir keyed by source+options
+    dir: str | None = None  # a prepared dataset dir (holds dataset.json); default: prepared into a cache dir
     options: dict = field(default_factory=dict)  # source options, e.g. classes, samples_per_class
     strict: bool = False  # stop at the first bad sample (prepare, stream, run) instead of skipping it
 
@@ -178,24 +178,30 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value")
+            raise ConfigError(f"{item}: an override must be key=value")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {key}: cannot parse value {raw!r}") from err
+            raise ConfigError(f"{key.strip()}: cannot parse the override's value {raw!r} as YAML") from err
     return out
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "pipeline") -> dict:
+    """A YAML mapping file as a dict; ConfigError naming the file for every way reading it can fail."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"pipeline file not found: {path}")
+        raise ConfigError(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start:err.start + 1]
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start} is {bad!r}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a pipeline must be a YAML mapping")
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys (YAML), got {type(data).__name__}")
     return data
 
 
@@ -206,19 +212,53 @@ def load_flat(path: str | Path, _chain: tuple = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: circular 'extends'")
     data = load_yaml(path)
     parent = data.pop("extends", None)
+    if parent is not None and not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: give one pipeline file name, got {parent!r}")
     flat = load_flat(path.parent / parent, _chain + (path,)) if parent else {}
     flat.update(flatten(data))
     return flat
 
 
 def load(path: str | Path | None, overrides: list[str] | dict | None = None) -> RunConfig:
-    """Load a pipeline file plus overrides into a validated RunConfig (ConfigError names the key)."""
+    """Load a pipeline file plus overrides into a validated RunConfig (ConfigError names the key).
+
+    The `per_method` blocks of the methods not chosen are validated too, as `method.name=<that
+    method>` would resolve them, so a typo fails now rather than when that method's turn comes.
+    """
     explicit = load_flat(path) if path else {}
     extra = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+    blocks = method_blocks(explicit)
     name = extra.get("method.name", explicit.get("method.name", "imai"))
-    explicit.update(per_method(explicit, name))
-    explicit.update(extra)
-    return resolve(explicit)
+    config = resolve({**explicit, **(blocks.get(name, {}) if isinstance(name, str) else {}), **extra})
+    shared = {k: v for k, v in {**explicit, **extra}.items() if not k.startswith("method.")}
+    for other, block in blocks.items():
+        if other != name:
+            try:
+                resolve({**shared, **block, "method.name": other})
+            except ConfigError as err:
+                raise ConfigError(f"per_method.{other}: {err}") from None
+    return config
+
+
+def method_blocks(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pop the `per_method.<method>` blocks out of `flat`; {method: its keys, dotted}."""
+    from streamssl.methods import METHODS
+
+    if flat.get("per_method", {}) is None:
+        flat.pop("per_method")
+    if "per_method" in flat:
+        raise ConfigError(f"per_method: must be a mapping of method names, got {flat['per_method']!r}")
+    blocks: dict[str, dict[str, Any]] = {}
+    for key in [k for k in flat if k.startswith("per_method.")]:
+        block, method = flat.pop(key), key.split(".", 1)[1]
+        if method not in METHODS:
+            raise ConfigError(f"{key}: unknown method {method!r} (known: {', '.join(sorted(METHODS))})")
+        if not isinstance(block, dict):
+            raise ConfigError(f"{key}: must be a mapping of config keys")
+        blocks[method] = flatten(block)
+        if "method.name" in blocks[method] or any(k.startswith("per_method") for k in blocks[method]):
+            raise ConfigError(f"{key}: sets method.name or per_method, which a per-method block cannot")
+    return blocks
 
 
 def per_method(flat: dict[str, Any], name: str) -> dict[str, Any]:
@@ -227,18 +267,7 @@ def per_method(flat: dict[str, Any], name: str) -> dict[str, Any]:
     Lets one pipeline carry method-specific keys (e.g. `method.crops` for the multi-crop methods)
     and still run every method by overriding `method.name` alone.
     """
-    from streamssl.methods import METHODS
-
-    chosen: dict[str, Any] = {}
-    for key in [k for k in flat if k.startswith("per_method.")]:
-        block, method = flat.pop(key), key.split(".", 1)[1]
-        if method not in METHODS:
-            raise ConfigError(f"{key}: unknown method {method!r}")
-        if not isinstance(block, dict):
-            raise ConfigError(f"{key}: must be a mapping of config keys")
-        if method == name:
-            chosen = flatten(block)
-    return chosen
+    return method_blocks(flat).get(name, {})
 
 
 def resolve(explicit: dict[str, Any]) -> RunConfig:
@@ -246,10 +275,11 @@ def resolve(explicit: dict[str, Any]) -> RunConfig:
     from streamssl.methods import METHODS
 
     name = explicit.get("method.name", "imai")
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(f"method.name: unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
     kind = explicit.get("stream.kind", StreamConfig.kind)
-    by_stream = getattr(METHODS[name], "stream_presets", {}).get(kind, {})  # e.g. scale's iid threshold
+    presets = getattr(METHODS[name], "stream_presets", {})
+    by_stream = presets.get(kind, {}) if isinstance(kind, str) else {}  # e.g. scale's iid threshold
     merged = {**METHODS[name].presets, **by_stream, **explicit}
     config = _build(merged)
     from streamssl.validation import validate
@@ -349,4 +379,6 @@ def _matches(value: Any, option: Any) -> tuple[bool, Any]:
 
 
 def dump(config: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from streamssl.fsio import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

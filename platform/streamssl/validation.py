@@ -1,16 +1,27 @@
-"""Cross-key rules for a resolved RunConfig; each failure names the key (exit code 2)."""
+"""Checks of a resolved RunConfig, one function per section; every failure names its key (exit 2).
+
+`validate` needs the config alone (types are already checked by `config`; here: ranges, choices,
+cross-key rules) and runs inside `config.load`, so `run`, `submit`, `tune` and `demo` reject a bad
+pipeline before any work. `check_before_work` needs the machine that runs the pipeline (data
+paths, GPUs, the Ray address) and runs first in `run_pipeline`; `check_dataset` runs once the
+dataset is prepared. Library errors met while preparing or streaming name the library's own
+argument; `dataset_key` and `stream_key` map those names to pipeline keys (`errors.renamed`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from streamssl.errors import ConfigError
+from streamssl.errors import ConfigError, renamed
 
 if TYPE_CHECKING:
     from streamssl.config import RunConfig
 
 STREAM_KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
 SCHEDULES = ("accv", "minred")
+MIN_IMAGE_SIZE = 8  # cnn4 max-pools three times: a smaller input leaves no feature map
 
 
 def _require(ok: bool, message: str) -> None:
@@ -18,19 +29,101 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _range(key: str, value: Any, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
+    """`value` is a finite number in the range (None too with `none_ok`), else ConfigError naming key."""
+    if value is None and none_ok:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if low is not None and high is not None:
+            want = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        elif low is not None:
+            want = f"{'>' if low_open else '>='} {low}"
+        else:
+            want = f"<= {high}" if high is not None else "a finite number"
+        raise ConfigError(f"{key}: must be {want}{' or null' if none_ok else ''}, got {value!r}")
+
+
+def _choice(key: str, value: Any, choices: tuple) -> None:
+    _require(value in choices, f"{key}: one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 def validate(config: RunConfig) -> None:
     """Reject configs that would fail (or silently misbehave) later, before any work starts."""
-    from streamssl.buffers import POLICIES
+    for check in (_top, _dataset, _stream, _model, _learner, _buffer, _eval, _scaling, _dedup, _checkpoint,
+                  _method):
+        check(config)
+
+
+def _top(config: RunConfig) -> None:
+    _range("seed", config.seed, 0)  # numpy's SeedSequence takes no negative seed
+    _require(bool(config.name.strip()), "name: must not be empty")
+
+
+def _dataset(config: RunConfig) -> None:
+    from streamssl.ingest.build import SOURCES
+    from streamssl.ingest.options import check_source_options
+
+    ds = config.dataset
+    _require(ds.source in SOURCES, f"dataset.source: unknown source {ds.source!r} (choose from {', '.join(SOURCES)})")
+    _require(ds.dir is None or bool(ds.dir.strip()), "dataset.dir: must not be empty")
+    with renamed(dataset_key):
+        check_source_options(ds.source, ds.options)
+
+
+def _stream(config: RunConfig) -> None:
+    from streamssl.streams.plan import parse_order_by
+
+    s = config.stream
+    _choice("stream.kind", s.kind, STREAM_KINDS)
+    counts = s.samples_per_class if isinstance(s.samples_per_class, list) else [s.samples_per_class]
+    _require(len(counts) > 0, "stream.samples_per_class: an empty list; give a count or one per class")
+    if s.samples_per_class is not None:
+        for n in counts:
+            _require(isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+                     f"stream.samples_per_class: counts must be integers >= 1, got {n!r}")
+    _range("stream.blend_ratio", s.blend_ratio, 0, 1)  # seq-bl's swap windows must not overlap
+    _require(bool(s.class_order), "stream.class_order: natural, random or a file of class ids or names")
+    _require(bool(s.label_column), "stream.label_column: must name a manifest column")
+    _range("stream.classes_per_segment", s.classes_per_segment, 1)
+    _range("stream.seed", s.seed, 0, none_ok=True)
+    if s.kind == "custom":
+        _require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
+        with renamed({"order_by": "stream.order_by"}):
+            parse_order_by(s.order_by)
+    else:
+        _require(s.order_by is None, f"stream.order_by: only stream.kind custom orders by a column (kind is {s.kind})")
+
+
+def _model(config: RunConfig) -> None:
+    from streamssl.models import BACKBONES
+
+    m = config.model
+    _choice("model.backbone", m.backbone, tuple(BACKBONES))
+    _range("model.image_size", m.image_size, MIN_IMAGE_SIZE)
+    _range("model.read_size", m.read_size, 1, none_ok=True)
+    _range("model.proj_hidden_dim", m.proj_hidden_dim, 1, none_ok=True)
+    _range("model.proj_dim", m.proj_dim, 1, none_ok=True)
+
+
+def _learner(config: RunConfig) -> None:
     from streamssl.methods import METHODS
 
-    learner, buffer, ev = config.learner, config.buffer, config.eval
-    _require(config.stream.kind in STREAM_KINDS, f"stream.kind: unknown kind {config.stream.kind!r}")
-    _require(learner.k >= 1, f"learner.k: must be >= 1, got {learner.k}")
-    _require(learner.stream_batch >= 1, f"learner.stream_batch: must be >= 1, got {learner.stream_batch}")
-    _require(learner.lr > 0, f"learner.lr: must be > 0, got {learner.lr}")
-    _require(learner.schedule in SCHEDULES, f"learner.schedule: one of {SCHEDULES}, got {learner.schedule!r}")
-    _require(learner.lr_schedule in ("constant", "cosine"),
-             f"learner.lr_schedule: constant or cosine, got {learner.lr_schedule!r}")
+    learner = config.learner
+    _range("learner.stream_batch", learner.stream_batch, 1)
+    _range("learner.k", learner.k, 1)
+    _range("learner.lr", learner.lr, 0, low_open=True)
+    _range("learner.momentum", learner.momentum, 0, 1, high_open=True)
+    _range("learner.weight_decay", learner.weight_decay, 0)
+    _range("learner.lars_eta", learner.lars_eta, 0, low_open=True)
+    _range("learner.threads", learner.threads, 1, none_ok=True)
+    _choice("learner.schedule", learner.schedule, SCHEDULES)
+    _choice("learner.lr_schedule", learner.lr_schedule, ("constant", "cosine"))
     for key in ("bf16", "channels_last"):
         value = getattr(learner, key)
         _require(value in ("auto", True, False), f"learner.{key}: auto, true or false, got {value!r}")
@@ -38,44 +131,187 @@ def validate(config: RunConfig) -> None:
              "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
     _require(not getattr(METHODS[config.method_name], "needs_stream_rows", False) or learner.schedule == "accv",
              f"learner.schedule: method {config.method_name!r} needs the accv schedule, got {learner.schedule!r}")
+
+
+def _buffer(config: RunConfig) -> None:
+    from streamssl.buffers import POLICIES
+
+    buffer, batch = config.buffer, config.learner.stream_batch
     _require(buffer.policy in POLICIES, f"buffer.policy: unknown policy {buffer.policy!r} "
              f"(known: {', '.join(sorted(POLICIES))})")
-    _require(buffer.size >= learner.stream_batch,
-             f"buffer.size: must be >= learner.stream_batch ({learner.stream_batch}), got {buffer.size}")
-    _require(0.0 <= buffer.ema_alpha < 1.0, f"buffer.ema_alpha: must be in [0, 1), got {buffer.ema_alpha}")
-    check_protect_new(config)
-    _require(ev.bn in ("running", "recalibrate"), f"eval.bn: running or recalibrate, got {ev.bn!r}")
+    _require(buffer.size >= batch, f"buffer.size: must be >= learner.stream_batch ({batch}), got {buffer.size}")
+    _range("buffer.ema_alpha", buffer.ema_alpha, 0, 1, high_open=True)
+    _range("buffer.protect_new", buffer.protect_new, 0)
+    _require(buffer.protect_new * batch <= buffer.size,
+             f"buffer.protect_new: {buffer.protect_new} x learner.stream_batch ({batch}) protected samples "
+             f"exceed buffer.size ({buffer.size})")
+
+
+def _eval(config: RunConfig) -> None:
+    ev = config.eval
+    for point in ev.points or []:
+        _range("eval.points", point, 0, 1)
+    _range("eval.memory_samples", ev.memory_samples, 1)
+    _range("eval.test_samples", ev.test_samples, 1)
+    _range("eval.val_samples", ev.val_samples, 0)  # 0: no validation subset
+    _range("eval.batch_size", ev.batch_size, 1)
+    _range("eval.knn_k", ev.knn_k, 1)
+    _require(ev.knn_k <= ev.memory_samples,
+             f"eval.knn_k: {ev.knn_k} neighbours need eval.memory_samples >= {ev.knn_k}, got {ev.memory_samples}")
+    _range("eval.knn_temperature", ev.knn_temperature, 0, low_open=True)
+    _choice("eval.knn_protocol", ev.knn_protocol, ("scale", "cosine"))
+    _choice("eval.bn", ev.bn, ("running", "recalibrate"))
     _require(isinstance(ev.linear, bool) or ev.linear in ("end", "points", "off"),
              f"eval.linear: end, points or off, got {ev.linear!r}")
-    _require(ev.linear_epochs >= 1 and ev.linear_batch_size >= 1 and ev.linear_lr > 0 and ev.linear_weight_decay >= 0,
-             "eval.linear_*: need linear_epochs, linear_batch_size >= 1, linear_lr > 0, linear_weight_decay >= 0")
-    _require(ev.knn_k >= 1, f"eval.knn_k: must be >= 1, got {ev.knn_k}")
-    _require(ev.knn_protocol in ("scale", "cosine"), f"eval.knn_protocol: scale or cosine, got {ev.knn_protocol!r}")
-    _require(ev.points is None or all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in ev.points),
-             f"eval.points: fractions in [0, 1], got {ev.points!r}")
-    validate_eval_subsets(config)
-    _require(config.scaling.num_workers >= 1, f"scaling.num_workers: must be >= 1, got {config.scaling.num_workers}")
-    dd, ck = config.dedup, config.checkpoint
-    _require(dd.every >= 0, f"dedup.every: must be >= 0, got {dd.every}")
-    _require(-1.0 <= dd.threshold <= 1.0, f"dedup.threshold: a cosine in [-1, 1], got {dd.threshold}")
-    _require(0.0 <= dd.max_fraction < 1.0, f"dedup.max_fraction: must be in [0, 1), got {dd.max_fraction}")
-    _require(ck.every >= 0 and ck.keep >= 1 and ck.max_failures >= -1,
-             f"checkpoint: every >= 0, keep >= 1, max_failures >= -1; got {ck}")
-    config.method_params().validate()
+    _range("eval.linear_epochs", ev.linear_epochs, 1)
+    _range("eval.linear_lr", ev.linear_lr, 0, low_open=True)
+    _range("eval.linear_batch_size", ev.linear_batch_size, 1)
+    _range("eval.linear_weight_decay", ev.linear_weight_decay, 0)
 
 
-def validate_eval_subsets(config: RunConfig) -> None:
-    """The labelled subsets' sizes: memory and test at least 1 image, validation 0 (off) or more."""
-    ev = config.eval
-    for key in ("memory_samples", "test_samples", "val_samples"):
-        value, low = getattr(ev, key), 0 if key == "val_samples" else 1
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-                 f"eval.{key}: must be an integer >= {low}, got {value!r}")
+def _scaling(config: RunConfig) -> None:
+    _range("scaling.num_workers", config.scaling.num_workers, 1)
+    _range("scaling.cpus_per_worker", config.scaling.cpus_per_worker, 0, low_open=True, none_ok=True)
 
 
-def check_protect_new(config: RunConfig) -> None:
-    """buffer.protect_new: protected entries (up to protect_new x stream_batch) must fit in the buffer."""
-    protect, b, size = config.buffer.protect_new, config.learner.stream_batch, config.buffer.size
-    _require(protect >= 0, f"buffer.protect_new: must be >= 0, got {protect}")
-    _require(protect * b <= size, f"buffer.protect_new: {protect} x learner.stream_batch ({b}) protected samples "
-             f"exceed buffer.size ({size})")
+def _dedup(config: RunConfig) -> None:
+    dd = config.dedup
+    _range("dedup.every", dd.every, 0)
+    _range("dedup.threshold", dd.threshold, -1, 1)  # a cosine
+    _range("dedup.max_fraction", dd.max_fraction, 0, 1, high_open=True)
+
+
+def _checkpoint(config: RunConfig) -> None:
+    ck = config.checkpoint
+    _range("checkpoint.every", ck.every, 0)
+    _range("checkpoint.keep", ck.keep, 1)
+    _range("checkpoint.max_failures", ck.max_failures, -1)  # -1: Ray Train retries forever
+
+
+# Rules every method's parameters follow by name; the method's own `validate` adds the rest.
+_METHOD_RANGES = {"lambda_": (0, None), "pred_dim": (1, None), "pred_hidden_dim": (1, None),
+                  "p_": (0, 1), "jitter_strength": (0, None), "distill_power": (0, None)}
+
+
+def _method(config: RunConfig) -> None:
+    params = config.method_params()
+    for name, value in vars(params).items():
+        key = f"method.{name}"
+        if isinstance(value, (tuple, list)):
+            for item in value:
+                _range(key, item)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            _range(key, value)
+        for prefix, (low, high) in _METHOD_RANGES.items():
+            if name == prefix or (prefix.endswith("_") and name.startswith(prefix)):
+                _range(key, value, low, high, none_ok=name == "pred_hidden_dim")
+    params.validate()
+
+
+def dataset_key(name: str) -> str | None:
+    """The pipeline key behind a name in a `prepare` error (`PATH`, `--classes`, `test_path`)."""
+    if name in ("SOURCE", "source"):
+        return "dataset.source"
+    if name in ("PATH", "path"):
+        return "dataset.path"
+    if name == "DATASET_DIR":
+        return "dataset.dir"
+    option = name[2:].replace("-", "_") if name.startswith("--") else name
+    return f"dataset.options.{option}" if option.isidentifier() else None
+
+
+_STREAM_ARGS = ("kind", "samples_per_class", "blend_ratio", "class_order", "label_column",
+                "classes_per_segment", "order_by", "seed")
+
+
+def stream_key(name: str) -> str | None:
+    """The pipeline key behind a name in a stream-building error (`blend_ratio`, `--order-by`)."""
+    arg = name[2:].replace("-", "_") if name.startswith("--") else name
+    if arg in _STREAM_ARGS:
+        return f"stream.{arg}"
+    return "dataset.dir" if name == "DATASET_DIR" else None
+
+
+def check_before_work(config: RunConfig) -> None:
+    """What only the machine running the pipeline can check, in seconds, before any prepare,
+    stream or Ray start: data paths, the Ray address, GPUs.
+
+    Not part of `validate`: `submit` checks a pipeline on a laptop whose paths and devices are
+    not the cluster's.
+    """
+    from streamssl.ray_setup import check_ray_address
+
+    _data_paths(config)
+    check_ray_address()
+    _gpus(config)
+
+
+def _data_paths(config: RunConfig) -> None:
+    from streamssl.ingest.options import check_source_input
+
+    ds, order = config.dataset, config.stream.class_order
+    if order not in ("natural", "random"):
+        _require(Path(order).is_file(), f"stream.class_order: {order!r} is not natural, random or an existing file")
+    if ds.dir is not None:
+        _require(Path(ds.dir, "dataset.json").is_file(),
+                 f"dataset.dir: {ds.dir} holds no dataset.json (not a prepared dataset: `streamssl prepare "
+                 f"SOURCE [PATH] --out {ds.dir}` makes one; without dataset.dir a run prepares into its cache)")
+        check_dataset(config, Path(ds.dir))
+        return
+    with renamed(dataset_key):
+        check_source_input(ds.source, ds.path, ds.options.get("test_path"))
+
+
+def _gpus(config: RunConfig) -> None:
+    from streamssl.ray_setup import visible_gpus
+
+    if not config.scaling.use_gpu:
+        return
+    workers, (have, seen_by) = config.scaling.num_workers, visible_gpus()
+    if have is not None and have < workers:
+        raise ConfigError(f"scaling.use_gpu: true needs {workers} GPU(s), one per worker, but {seen_by} sees "
+                          f"{have} on this machine (set scaling.use_gpu=false, or run on a GPU machine)")
+
+
+def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
+    """Keys that depend on the prepared data, checked before Ray starts or a stream is built."""
+    import pyarrow.parquet as pq
+
+    manifest = dataset_dir / "manifest.parquet"
+    _require(manifest.is_file(), f"dataset.dir: {dataset_dir} has no manifest.parquet (re-run `streamssl prepare`)")
+    import pyarrow as pa
+
+    schema, column = pq.read_schema(manifest), config.stream.label_column
+    usable = [f.name for f in schema if pa.types.is_integer(f.type) and not f.name.endswith("_name")]
+    labels = [name for name in usable if name == "label" or name.endswith("_label")]
+    _require(column in usable, f"stream.label_column: {column!r} is not an integer column of {dataset_dir} "
+             f"(label columns: {', '.join(labels)})")
+    _order_column(config, schema.names, dataset_dir)
+    if config.model.read_size is None:
+        for split in (dataset_dir, dataset_dir / "test"):
+            if (split / "manifest.parquet").is_file():
+                _same_image_sizes(split)
+
+
+def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> None:
+    from streamssl.scoring import DEFAULT_COLUMNS
+    from streamssl.streams.plan import parse_order_by
+
+    if config.stream.kind != "custom":
+        return
+    name, _ = parse_order_by(config.stream.order_by)
+    scores = [c for c in columns if c.startswith("difficulty")] or ["none yet"]
+    _require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
+             f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
+             f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
+
+
+def _same_image_sizes(split: Path) -> None:
+    import pyarrow.parquet as pq
+
+    sizes = pq.read_table(split / "manifest.parquet", columns=["width", "height"]).to_pandas()
+    known = sizes[(sizes.width > 0) & (sizes.height > 0)].drop_duplicates()  # wds --no-verify: -1
+    if len(known) > 1:
+        a, b = known.iloc[0], known.iloc[1]
+        raise ConfigError(f"model.read_size: {split} holds images of different sizes ({a.width}x{a.height}, "
+                          f"{b.width}x{b.height}, ...); set model.read_size to resize them as they are read")

@@ -14,7 +14,7 @@ from streamssl.streams.plan import descending_key, parse_order_by, plan_stream
 def test_parse_order_by_and_descending_key():
     assert parse_order_by("difficulty_loss") == ("difficulty_loss", False)
     assert parse_order_by("-difficulty_loss") == ("difficulty_loss", True)
-    with pytest.raises(ConfigError, match="--order-by"):
+    with pytest.raises(ConfigError, match="^order_by: "):
         parse_order_by("-")
     small = np.array([0, 200, 255], np.uint8)  # negating uint8 in place would wrap around
     assert np.argsort(descending_key(small)).tolist() == [2, 1, 0]

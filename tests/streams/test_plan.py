@@ -169,19 +169,21 @@ def test_custom_orders_by_a_column():
     assert [c for c, _ in segments(labels[plan_stream(labels, "custom", order_by=per_class)])] == [1, 2, 0]
 
 
-@pytest.mark.parametrize("kwargs, flag", [
-    ({"kind": "zigzag"}, "--kind"),
-    ({"kind": "seq", "samples_per_class": [1, 2]}, "--samples-per-class"),
-    ({"kind": "seq", "samples_per_class": -1}, "--samples-per-class"),
-    ({"kind": "seq", "class_order": [0, 9]}, "--class-order"),
-    ({"kind": "seq", "class_order": [0, 0]}, "--class-order"),
-    ({"kind": "seq", "class_order": "sorted"}, "--class-order"),
-    ({"kind": "seq-bl", "blend_ratio": 1.5}, "--blend-ratio"),
-    ({"kind": "seq", "classes_per_segment": 0}, "--classes-per-segment"),
-    ({"kind": "custom"}, "--order-by"),
+@pytest.mark.parametrize("kwargs, name", [
+    ({"kind": "zigzag"}, "kind"),
+    ({"kind": "seq", "samples_per_class": [1, 2]}, "samples_per_class"),
+    ({"kind": "seq", "samples_per_class": -1}, "samples_per_class"),
+    ({"kind": "seq", "samples_per_class": 0}, "samples_per_class"),
+    ({"kind": "seq", "class_order": [0, 9]}, "class_order"),
+    ({"kind": "seq", "class_order": [0, 0]}, "class_order"),
+    ({"kind": "seq", "class_order": "sorted"}, "class_order"),
+    ({"kind": "seq-bl", "blend_ratio": 1.5}, "blend_ratio"),
+    ({"kind": "seq", "classes_per_segment": 0}, "classes_per_segment"),
+    ({"kind": "custom"}, "order_by"),
 ])
-def test_bad_arguments_name_the_flag(kwargs, flag):
-    with pytest.raises(ConfigError, match=flag):
+def test_bad_arguments_name_the_argument(kwargs, name):
+    """The library names its own argument; the CLI and the pipeline map it (errors.renamed)."""
+    with pytest.raises(ConfigError, match=f"^{name}: "):
         plan_stream(np.tile(np.arange(3), 4), **kwargs)
 
 

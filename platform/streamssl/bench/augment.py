@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from streamssl.augment import CropParams, PILMultiCrop, multicrop
+from streamssl.commands._args import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[32], help="image side(s); 224 is optional")
     parser.add_argument("--batch", type=int, default=256, help="images per batched call at 32 px")
     parser.add_argument("--pil-images", type=int, default=48, help="images per PIL timing run")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads for batched")
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2], help="torch threads for batched")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
 

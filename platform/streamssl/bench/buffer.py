@@ -15,6 +15,7 @@ import torch
 
 from streamssl.buffers import Diverse, ReplayBuffer, oldest, select_diverse
 from streamssl.buffers.neighbours import naive_greedy, quantize
+from streamssl.commands._args import positive_int
 from streamssl.errors import StreamSSLError
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--changed", type=int, nargs="+", default=[200, 2000],
                         help="rows whose features change per stream step (2B per update x K updates)")
     parser.add_argument("--steps", type=int, default=3, help="stream steps timed for the cached policy")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import torch
 
+from streamssl.commands._args import positive_int
+
 PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", default=str(PIPELINES / "fmnist-cpu.yaml"))
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the 1-worker runs")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads of the 1-worker runs")
     parser.add_argument("--workers", default="1,2", help="Ray Train worker counts to time")
     parser.add_argument("--dedup-world", default="1,2,4", help="process counts W for the dedup table")
     parser.add_argument("--dedup-sizes", default="256,1024,4096", help="entries M per rank for the dedup table")

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 
+from streamssl.commands._args import positive_int
+
 PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=int, default=12, help="stream batches timed per preset")
     parser.add_argument("--warmup", type=int, default=3, help="stream batches before timing")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all)")
     parser.add_argument("--paper", action="store_true", help="also time ResNet-18 at the paper's settings")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from streamssl.commands._args import non_negative_int, positive_int
+
 # Not imported from streamssl.ingest: building the CLI parser must stay cheap (no pandas/pyarrow).
 DEFAULT_SHARD_SIZE = 10_000
 
@@ -28,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (test split in DIR/test)")
     p.add_argument(
         "--shard-size",
-        type=int,
+        type=positive_int,
         default=DEFAULT_SHARD_SIZE,
         metavar="N",
         help=f"samples per shard (default {DEFAULT_SHARD_SIZE}; shards also close past ~500 MB)",
@@ -53,13 +55,20 @@ def register(sub) -> None:
         "--samples-per-class", type=int, metavar="N", help="train images per class (default 100)"
     )
     syn.add_argument("--size", type=int, metavar="S", help="image side in pixels (default 32)")
-    syn.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    syn.add_argument("--seed", type=non_negative_int, metavar="S", help="random seed (default 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from streamssl.ingest import load_dataset_info, prepare
+    from streamssl.ingest.build import SOURCES
+    from streamssl.ingest.options import check_source_input, check_source_options
 
+    if args.source in SOURCES:  # bad options or a missing or wrong PATH fail before --out is created
+        given = {"classes": args.classes, "samples_per_class": args.samples_per_class, "size": args.size,
+                 "seed": args.seed, "test_path": args.test_path}
+        check_source_options(args.source, {k: v for k, v in given.items() if v is not None})
+        check_source_input(args.source, args.path, args.test_path)
     start = time.perf_counter()
     info = prepare(
         args.source,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 # Not imported from streamssl.scoring's scorers: building the CLI parser must stay cheap (no torch).
+from streamssl.commands._args import non_negative_int, positive_int
 from streamssl.scoring import SCORER_NAMES
 
 
@@ -18,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--column", default=None, metavar="NAME",
                    help="column to write (default difficulty_loss / difficulty_class_distance)")
     p.add_argument("--label-column", default="label", help="manifest label column defining the classes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads (default: all)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch threads (default: all)")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing column that is not a recorded score")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

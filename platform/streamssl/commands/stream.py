@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from streamssl.errors import ConfigError
+from streamssl.commands._args import non_negative_int, positive_int
+from streamssl.errors import ConfigError, renamed
 from streamssl.streams.plan import KINDS
 
 
@@ -22,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes-per-segment", type=int, default=1, metavar="K",
                    help="K classes per segment, mixed within it")
     p.add_argument("--order-by", default=None, metavar="COLUMN", help="manifest column ordering `custom`")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, metavar="STREAM_DIR")
-    p.add_argument("--shard-size", type=int, default=5000, help="samples per stream shard")
+    p.add_argument("--shard-size", type=positive_int, default=5000, help="samples per stream shard")
     p.add_argument("--strict", action="store_true", help="stop at the first bad sample")
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     p.set_defaults(func=run)
@@ -41,6 +42,17 @@ def parse_counts(text: str | None) -> int | list[int] | None:
     return counts if "," in text else counts[0]
 
 
+def _flag(name: str) -> str | None:
+    if name == "labels":
+        return "DATASET_DIR"
+    flag = "--" + name.replace("_", "-")
+    return flag if name.isidentifier() and flag in _FLAGS else None
+
+
+_FLAGS = ("--kind", "--samples-per-class", "--blend-ratio", "--class-order", "--label-column",
+          "--classes-per-segment", "--order-by", "--seed")
+
+
 def run(args: argparse.Namespace) -> int:
     from streamssl.streams.build import build_stream
     from streamssl.streams.summary import summarize_stream
@@ -48,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
     if args.kind not in KINDS:
         raise ConfigError(f"--kind: unknown stream kind {args.kind!r} (choose from {', '.join(KINDS)})")
     recorded = {k: v for k, v in vars(args).items() if k not in ("func", "command", "verbose")}
-    build_stream(args.dataset_dir, args.out, kind=args.kind,
-                 samples_per_class=parse_counts(args.samples_per_class), blend_ratio=args.blend_ratio,
-                 class_order=args.class_order, label_column=args.label_column,
-                 classes_per_segment=args.classes_per_segment, order_by=args.order_by, seed=args.seed,
-                 shard_size=args.shard_size, strict=args.strict, args=recorded,
-                 address=args.address)
+    with renamed(_flag):  # the planner names its arguments (blend_ratio); here the user typed flags
+        build_stream(args.dataset_dir, args.out, kind=args.kind,
+                     samples_per_class=parse_counts(args.samples_per_class), blend_ratio=args.blend_ratio,
+                     class_order=args.class_order, label_column=args.label_column,
+                     classes_per_segment=args.classes_per_segment, order_by=args.order_by, seed=args.seed,
+                     shard_size=args.shard_size, strict=args.strict, args=recorded,
+                     address=args.address)
     print(summarize_stream(args.out))
     return 0

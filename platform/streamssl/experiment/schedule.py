@@ -74,6 +74,7 @@ def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
     (run name -> {dataset.dir: absolute path[, scaling.cpus_per_worker]})."""
     from streamssl.train.runner import ensure_dataset, ensure_stream, stream_args, uses_ray_train
     from streamssl.train.trainer import worker_cpus
+    from streamssl.validation import check_before_work
 
     datasets: dict[str, Path] = {}
     streams: set[str] = set()
@@ -83,6 +84,7 @@ def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
         ds = config.dataset
         key = json.dumps([ds.source, ds.path, ds.dir, ds.options], sort_keys=True, default=str)
         if key not in datasets:
+            check_before_work(config)  # data paths, Ray address, GPUs: in seconds, before any prepare
             datasets[key] = ensure_dataset(config).resolve()
         stream_key = json.dumps([key, stream_args(config)], sort_keys=True, default=str)
         if stream_key not in streams:

@@ -34,14 +34,48 @@ _LABEL_KEYS = {
 }
 
 
+# Everything a CIFAR batch (a dict of lists, bytes and one uint8 array) can need; pickle's other
+# callables (os.system, builtins.eval, ...) would let a data file run code.
+_ALLOWED = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),  # arrays, as the CIFAR files store them
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # arrays at pickle protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, bytes, strings, numbers and numpy arrays, nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}, which a CIFAR batch never holds")
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"PATH: {path} is missing (expected the CIFAR python-pickle layout)")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except Exception as err:  # any unpickling failure means a damaged or foreign file
-        raise DataError(f"{path}: not a CIFAR pickle ({type(err).__name__}: {err})") from None
+            return _BatchUnpickler(f, encoding="bytes").load()
+    except Exception as err:  # any unpickling failure means a damaged, foreign or hostile file
+        detail = " ".join(str(err).split())
+        raise DataError(f"{path}: not a CIFAR pickle ({type(err).__name__}: {detail})") from None
+
+
+def check_layout(path: Path, source: str) -> None:
+    """ConfigError naming PATH unless it (or its CIFAR sub-folder) holds every batch file."""
+    folder = _folder(path, source)
+    _, train, test, meta = _LAYOUT[source]
+    for name in [meta, *train, *test]:
+        if not (folder / name).is_file():
+            raise ConfigError(f"PATH: {folder / name} is missing (expected the CIFAR python-pickle layout)")
 
 
 def _folder(path: Path, source: str) -> Path:

@@ -76,6 +76,8 @@ def score_dataset(dataset_dir: str | Path, by: str, column: str | None = None, *
     from streamssl.scoring.manifest import check_column_name, dataset_lock, write_score
 
     start = time.perf_counter()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads: must be None or an integer >= 1, got {threads!r}")
     scorer, params = _resolve(by, params)
     if not os.path.isdir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")

@@ -62,17 +62,19 @@ def plan_stream(labels, kind: str, *, samples_per_class=None, blend_ratio: float
         (L,) int64 indices into `labels`, in stream order.
 
     Raises:
-        ConfigError: unknown kind, bad counts, class order, blend ratio or sort key.
+        ConfigError: unknown kind, bad counts, class order, blend ratio or sort key; the message
+            starts with the argument's name (`blend_ratio: ...`), which callers map to their own
+            (the `stream` command's flags, a pipeline's `stream.*` keys; see `errors.renamed`).
     """
     labels = np.asarray(labels)
     if kind not in KINDS:
-        raise ConfigError(f"--kind: unknown stream kind {kind!r} (choose from {', '.join(KINDS)})")
+        raise ConfigError(f"kind: unknown stream kind {kind!r} (choose from {', '.join(KINDS)})")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ConfigError("labels: need a 1-d integer array")
     if not 0.0 <= blend_ratio <= 1.0:
-        raise ConfigError(f"--blend-ratio: {blend_ratio} is outside [0, 1]")
+        raise ConfigError(f"blend_ratio: must be in [0, 1], got {blend_ratio}")
     if isinstance(classes_per_segment, bool) or int(classes_per_segment) < 1:
-        raise ConfigError(f"--classes-per-segment: {classes_per_segment} must be >= 1")
+        raise ConfigError(f"classes_per_segment: must be >= 1, got {classes_per_segment}")
     if labels.shape[0] == 0:
         raise ConfigError("labels: the dataset is empty")
     classes_per_segment = int(classes_per_segment)
@@ -115,17 +117,17 @@ def _class_order(classes: np.ndarray, class_order, seed: int) -> np.ndarray:
         return np.arange(len(classes))
     if isinstance(class_order, str):
         if class_order != "random":
-            raise ConfigError(f"--class-order: {class_order!r} is not natural, random or a list")
+            raise ConfigError(f"class_order: {class_order!r} is not natural, random or a list")
         return rng_for(seed, _CLASS_ORDER).permutation(len(classes))
     wanted = np.asarray(class_order)
     if wanted.ndim != 1 or len(wanted) == 0 or not np.issubdtype(wanted.dtype, np.integer):
-        raise ConfigError("--class-order: need a non-empty list of integer class ids")
+        raise ConfigError("class_order: need a non-empty list of integer class ids")
     if len(np.unique(wanted)) != len(wanted):
-        raise ConfigError("--class-order: a class id appears twice")
+        raise ConfigError("class_order: a class id appears twice")
     pos = np.searchsorted(classes, wanted).clip(max=len(classes) - 1)
     missing = wanted[classes[pos] != wanted]
     if len(missing):
-        raise ConfigError(f"--class-order: class {int(missing[0])} has no samples")
+        raise ConfigError(f"class_order: class {int(missing[0])} has no samples")
     return pos
 
 
@@ -145,19 +147,25 @@ def _class_counts(kind: str, samples_per_class, have: np.ndarray, segment_of: np
             want = counts[segment_of]
         else:
             per_segment = f" or {num_segments} segments" if num_segments != num_classes else ""
-            raise ConfigError(f"--samples-per-class: {len(counts)} counts for {num_classes} classes"
+            raise ConfigError(f"samples_per_class: {len(counts)} counts for {num_classes} classes"
                               f"{per_segment}")
         if kind == "seq-im":
-            return np.minimum(want, have)
+            return _nonempty(np.minimum(want, have))
     if kind == "seq-im":
         half = _half_segments(num_segments, seed)[segment_of]
         want = np.where(half, want // 2, want)
-    return np.minimum(want, have)
+    return _nonempty(np.minimum(want, have))
+
+
+def _nonempty(want: np.ndarray) -> np.ndarray:
+    if want.sum() == 0:
+        raise ConfigError("samples_per_class: the stream would hold no samples")
+    return want
 
 
 def _check_count(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ConfigError(f"--samples-per-class: {n!r} is not a count >= 0")
+        raise ConfigError(f"samples_per_class: {n!r} is not a count >= 0")
     return int(n)
 
 
@@ -223,12 +231,12 @@ def blend_boundaries(plan: np.ndarray, sizes: np.ndarray, blend_ratio: float,
 def _custom(chosen: np.ndarray, sample_rank: np.ndarray, order_by, n: int, seed: int) -> np.ndarray:
     """`chosen` sorted by the key (ascending), ties by class order, then by a seeded shuffle."""
     if order_by is None:
-        raise ConfigError("--order-by: the custom kind needs a column to order by")
+        raise ConfigError("order_by: the custom kind needs a column to order by")
     key = np.asarray(order_by)
     if key.shape != (n,) or not np.issubdtype(key.dtype, np.number):
-        raise ConfigError("--order-by: need one numeric value per sample")
+        raise ConfigError("order_by: need one numeric value per sample")
     if not np.isfinite(key[chosen].astype(np.float64, copy=False)).all():
-        raise ConfigError("--order-by: the column has missing or infinite values")
+        raise ConfigError("order_by: the column has missing or infinite values")
     tie = rng_for(seed, _SEGMENT_MIX).permutation(len(chosen))
     return chosen[np.lexsort((tie, sample_rank[chosen], key[chosen]))]
 
@@ -237,7 +245,7 @@ def parse_order_by(spec: str) -> tuple[str, bool]:
     """`column` -> (column, False); `-column` -> (column, True): descending (e.g. hard to easy)."""
     column = spec[1:] if spec.startswith("-") else spec
     if not column:
-        raise ConfigError(f"--order-by: {spec!r} names no column")
+        raise ConfigError(f"order_by: {spec!r} names no column")
     return column, spec.startswith("-")
 
 

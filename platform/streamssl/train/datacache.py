@@ -73,7 +73,10 @@ def dataset_key(config: RunConfig) -> dict:
 
 def ensure_dataset(config: RunConfig) -> Path:
     """The prepared dataset dir, preparing it on first use (cached by source, options and input files)."""
+    from streamssl.errors import renamed
     from streamssl.ingest import prepare
+    from streamssl.validation import check_dataset
+    from streamssl.validation import dataset_key as key_of_prepare_name
 
     ds = config.dataset
     if ds.dir:
@@ -82,7 +85,9 @@ def ensure_dataset(config: RunConfig) -> Path:
         out = data_root() / "datasets" / f"{ds.source}-{digest(dataset_key(config))}"
     if not (out / "dataset.json").exists():
         log.info("preparing %s into %s", ds.source, out)
-        prepare(ds.source, ds.path, str(out), strict=ds.strict, **ds.options)
+        with renamed(key_of_prepare_name):  # prepare names PATH and --flags; here they are pipeline keys
+            prepare(ds.source, ds.path, str(out), strict=ds.strict, **ds.options)
+    check_dataset(config, out)
     return out
 
 
@@ -96,9 +101,11 @@ def stream_args(config: RunConfig) -> dict:
 
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     """The materialized stream dir for this config and dataset content, built on first use."""
+    from streamssl.errors import renamed
     from streamssl.ingest.dataset import dataset_identity
     from streamssl.scoring import ensure_scored
     from streamssl.streams.build import build_stream
+    from streamssl.validation import stream_key
 
     args = stream_args(config)
     key = {**args, "dataset_sha256": dataset_identity(dataset_dir)["sha256"]}
@@ -108,5 +115,6 @@ def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     out = dataset_dir / "streams" / f"{args['kind']}-{digest(key)}"
     if not (out / "stream.json").exists():
         log.info("materializing the %s stream into %s", args["kind"], out)
-        build_stream(str(dataset_dir), str(out), **args)
+        with renamed(stream_key):  # the planner names its arguments; here they are stream.* keys
+            build_stream(str(dataset_dir), str(out), **args)
     return out

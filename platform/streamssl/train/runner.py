@@ -106,7 +106,9 @@ def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) 
     """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
+    from streamssl.validation import check_before_work
 
+    check_before_work(config)  # data paths, Ray address, GPUs: fail in seconds, before any prepare
     dataset_dir = dataset_dir or ensure_dataset(config)
     init_ray()
     stream_dir = stream_dir or ensure_stream(config, dataset_dir)

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from streamssl import config as cfg
 from streamssl.errors import ConfigError
 
@@ -87,13 +85,7 @@ def load_spec(path: str | Path) -> SearchSpec:
 
 
 def _read_mapping(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"search spec not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    return _mapping(data, str(path))
+    return cfg.load_yaml(path, "search spec")
 
 
 def _mapping(value: Any, where: str) -> dict:
