@@ -136,15 +136,17 @@ def test_bad_idx_file_is_a_data_error(idx_dir, tmp_path, capsys):
         (["synthetic", "--shard-size", "0"], "--shard-size: must be an integer >= 1, got 0"),
         (["synthetic", "--test-path", "{empty}"], "--test-path: synthetic brings its own test split"),
         (["imagefolder", "{empty}", "--test-path", "/no/where"], "--test-path: /no/where does not exist"),
+        (["synthetic", "--out", "{file}"], "--out: {file} is a file, not a folder"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):
-    empty = tmp_path / "empty"
+    empty, file = tmp_path / "empty", tmp_path / "file"
     empty.mkdir()
-    argv = ["prepare", *[a.replace("{empty}", str(empty)) for a in args], "--out", str(tmp_path / "out")]
-    assert main(argv) == 2
+    file.write_text("not a folder")
+    argv = ["prepare", *[a.replace("{empty}", str(empty)).replace("{file}", str(file)) for a in args]]
+    assert main(argv + ["--out", str(tmp_path / "out")] if "--out" not in args else argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message.replace("{empty}", str(empty)) in err
+    assert err.count("\n") == 1 and message.replace("{empty}", str(empty)).replace("{file}", str(file)) in err
 
 
 def test_load_dataset_info_names_the_folder(tmp_path):

@@ -5,7 +5,8 @@ Public API (docs/formats.md, "Prepared dataset"):
     load_dataset_info(dataset_dir) -> dict
     read_manifest(dataset_dir) -> pandas.DataFrame
     read_samples(dataset_dir, rows) -> list[dict]
-    load_images(dataset_dir, n, *, seed=0, size=None, label_column="label") -> (uint8 [n,H,W,3], int64 [n])
+    load_images(dataset_dir, n, *, seed=0, size=None, label_column="label", skipped=None)
+        -> (uint8 [n,H,W,3], int64 [n])
 """
 
 from streamssl.ingest.build import SOURCES, prepare

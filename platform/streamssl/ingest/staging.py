@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from streamssl.errors import ConfigError
+
 _PARTIAL = ".partial-"
 
 
@@ -25,7 +27,12 @@ def staged(out: Path, source: str) -> Iterator[Path]:
     """Yield an empty folder beside `out`; once the body succeeds its dataset replaces `out`'s.
 
     On any exception (KeyboardInterrupt included) the folder is removed and `out` is untouched.
+
+    Raises:
+        ConfigError: `out` is an existing file (before any work).
     """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file, not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_PARTIAL}{os.getpid()}-", dir=out.parent))
