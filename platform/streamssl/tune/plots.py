@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from streamssl.fsio import atomic_path  # noqa: E402
 from streamssl.tune.leaderboard import SORT_COLUMN  # noqa: E402
 from streamssl.tune.spec import SearchSpec  # noqa: E402
 
@@ -57,7 +58,8 @@ def _positions(ax, values: pd.Series, kind: str) -> pd.Series:
 
 
 def plot_top_curves(frame: pd.DataFrame, trials_dir: Path, path: Path) -> Path | None:
-    """kNN top-1 (%) over stream progress for the best TOP trials (dashed: did not complete)."""
+    """Test kNN top-1 (%) over stream progress for the best TOP trials (dashed: did not complete);
+    the legend gives each trial's final validation and test kNN."""
     from streamssl.errors import StreamSSLError
     from streamssl.evaluation import metrics
     from streamssl.evaluation.metrics_log import load_metrics
@@ -72,12 +74,12 @@ def plot_top_curves(frame: pd.DataFrame, trials_dir: Path, path: Path) -> Path |
         curve = metrics.curve(run, metrics.TOP1, metrics.primary_protocol(run))
         style = "-" if row.status == "completed" else "--"
         ax.plot(curve["progress"], 100 * curve["value"], style, marker="o", ms=3,
-                label=f"#{row.rank} {row.trial} ({_score(row.final_knn)})")
+                label=f"#{row.rank} {row.trial} (val {_score(row.val_knn)}, test {_score(row.final_knn)})")
         drawn += 1
     if not drawn:
         plt.close(fig)
         return None
-    ax.set(xlabel="stream progress", ylabel="kNN top-1 (%)", title=f"top {drawn} trials")
+    ax.set(xlabel="stream progress", ylabel="test kNN top-1 (%)", title=f"top {drawn} trials")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
@@ -89,6 +91,7 @@ def _score(value: float) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
     return path
