@@ -7,7 +7,7 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from streamssl.errors import ConfigError
+from streamssl.errors import ConfigError, StreamSSLError
 
 _started_local = False  # this process started a private local Ray: its resources are this machine's
 # default ports: Ray Client (ray://), the dashboard / Jobs API (http://), the GCS (host alone)
@@ -52,8 +52,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
             raise ConfigError(f"{address_name if address == explicit else 'RAY_ADDRESS'}={address}: cannot join "
                               f"the Ray cluster there ({reason})") from None
         return
-    ray.init("local", num_cpus=num_cpus or max(os.cpu_count() or 2, 2) * 2, include_dashboard=False,
-             object_store_memory=1 << 30, log_to_driver=not quiet, logging_level="WARNING")
+    try:
+        ray.init("local", num_cpus=num_cpus or max(os.cpu_count() or 2, 2) * 2, include_dashboard=False,
+                 object_store_memory=1 << 30, log_to_driver=not quiet, logging_level="WARNING")
+    except Exception as err:  # ray.init raises a bare Exception when its processes do not come up in time
+        reason = " ".join(str(err).split())[:200]
+        raise StreamSSLError(f"could not start a local Ray ({reason}); a heavily loaded machine is the usual "
+                             f"cause: try again, or join a running cluster with RAY_ADDRESS") from None
     _started_local = True
 
 
