@@ -136,7 +136,7 @@ def test_bad_idx_file_is_a_data_error(idx_dir, tmp_path, capsys):
         (["synthetic", "--shard-size", "0"], "--shard-size: must be an integer >= 1, got 0"),
         (["synthetic", "--test-path", "{empty}"], "--test-path: synthetic brings its own test split"),
         (["imagefolder", "{empty}", "--test-path", "/no/where"], "--test-path: /no/where does not exist"),
-        (["synthetic", "--out", "{file}"], "--out: {file} is a file, not a folder"),
+        (["synthetic", "--out", "{file}"], "--out: {file} is not a folder and cannot become one"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message, tmp_path, capsys):

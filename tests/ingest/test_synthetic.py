@@ -80,7 +80,7 @@ def test_empssl_ends_above_the_untrained_floor_on_20_classes(data_root, tmp_path
         "method.name": "empssl", "method.crops": 4, "seed": 0,
         "dataset.options": {"classes": 20, "samples_per_class": 30, "size": 16, "seed": 0},
         "stream.kind": "seq", "eval.points": [0, 1], "eval.bn": "recalibrate",
-        "eval.memory_samples": 600, "eval.test_samples": 120, "eval.linear": "off",
+        "eval.memory_samples": 600, "eval.val_samples": 0, "eval.test_samples": 120, "eval.linear": "off",
     })
     info = run_pipeline(config, tmp_path / "run", progress=False)
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
