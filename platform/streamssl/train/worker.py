@@ -64,7 +64,8 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
     b = config.learner.stream_batch
     stream = read_stream(ctx.stream_dir, rank=ctx.rank, world_size=ctx.world, block=b, size=config.model.read_size,
                          num_cpus=ctx.read_cpus, concurrency=ctx.read_concurrency)
-    batches = itertools.islice(stream.iter_batches(batch_size=b, batch_format="numpy"), learner.buffer.steps, None)
+    reader = iter(stream.iter_batches(batch_size=b, batch_format="numpy"))  # a generator: closed below
+    batches = itertools.islice(reader, learner.buffer.steps, None)
     batches = StreamSkips(state.skipped, ctx.stream_dir, ctx.dataset_dir, config.dataset.strict).filter(batches)
     save = checkpoint_saver(config, ctx, logger, sink)
     hooks = [dedup_hook(config, logger), checkpoint_hook(config, save)]
@@ -80,6 +81,7 @@ def run_worker(config: RunConfig, ctx: WorkerContext, sink: Callable[[Callable[[
             save(learner, state)  # stopped between checkpoints: one more, where it stopped
     finally:
         logger.close()
+        reader.close()  # a stopped run shuts its stream reader down here, not in a later garbage collection
     _write_outputs(learner, ctx)
     return summary
 
