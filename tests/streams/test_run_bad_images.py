@@ -55,9 +55,13 @@ def bad_dataset(tmp_path_factory):
     return root / "ds"
 
 
+# the whole 48-image train split is the kNN memory, as the counts below expect
+NO_VAL = ["eval.val_samples=0"]
+
+
 def test_run_skips_counts_and_names_images_that_do_not_decode(bad_dataset, data_root, tmp_path, caplog):
     run_dir = tmp_path / "run"
-    assert main(["run", "pipelines/smoke.yaml", f"dataset.dir={bad_dataset}", "--out", str(run_dir),
+    assert main(["run", "pipelines/smoke.yaml", f"dataset.dir={bad_dataset}", *NO_VAL, "--out", str(run_dir),
                  "--no-progress"]) == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "completed" and info["samples_seen"] == 48 and info["updates"] == 3
@@ -71,7 +75,8 @@ def test_run_skips_counts_and_names_images_that_do_not_decode(bad_dataset, data_
     assert where["test"]["reason"] == "image does not decode (OSError: image file is truncated)"
     assert info["sample_counts"] == {"stream": {"in": 48, "used": 47, "skipped": 1},
                                      "memory": {"in": 48, "used": 47, "skipped": 1},
-                                     "test": {"in": 16, "used": 15, "skipped": 1}}
+                                     "test": {"in": 16, "used": 15, "skipped": 1},
+                                     "val": {"in": 0, "used": 0, "skipped": 0}}
     knn = pd.read_parquet(run_dir / "metrics.parquet").query("metric == 'eval/knn_top1'")
     assert knn.samples_seen.tolist() == [0, 32, 48] and knn.protocol.str.contains("memory=47 test=15").all()
     warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
@@ -84,7 +89,7 @@ def test_run_skips_counts_and_names_images_that_do_not_decode(bad_dataset, data_
 
 
 def test_strict_run_stops_with_one_line_naming_shard_and_key(bad_dataset, data_root, tmp_path, capsys):
-    assert main(["run", "pipelines/smoke.yaml", f"dataset.dir={bad_dataset}", "--out", str(tmp_path / "s"),
+    assert main(["run", "pipelines/smoke.yaml", f"dataset.dir={bad_dataset}", *NO_VAL, "--out", str(tmp_path / "s"),
                  "--no-progress", "--strict"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{SHARD}, key bad" in err and "image does not decode" in err
