@@ -45,7 +45,8 @@ def test_non_finite_loss_stops_the_run_and_saves_state(data_root, tmp_path, caps
     assert code == 3
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "update" in err and "stream position" in err
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and info["error"] in err and info["failed_state"] == "failed_state.pt"
     assert (run_dir / "failed_state.pt").exists()
 
 
