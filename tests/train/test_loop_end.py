@@ -21,7 +21,7 @@ def eval_data(n=24, classes=4, size=16):
     g = torch.Generator().manual_seed(0)
     images = lambda: torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)  # noqa: E731
     labels = torch.arange(n) % classes
-    return EvalData(images(), labels, images(), labels.clone(), (0.5,) * 3, (0.5,) * 3, classes)
+    return EvalData(images(), labels, images(), labels.clone(), classes)
 
 
 def batches(sizes, size=16):
