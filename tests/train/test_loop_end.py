@@ -38,7 +38,7 @@ def test_with_workers_the_last_evaluation_and_probe_are_at_the_last_sample_consu
     summary = run_loop(config, batches([16, 16, 16]), 100, eval_data(), NullLogger(), torch.device("cpu"),
                        world_size=2, progress=False, state=state)
     assert summary["samples_seen"] == 96 == stream_end(config, 100, world_size=2)
-    assert [s for s, _ in state.evals] == [0, 96]  # the 100% point moved to the last sample, evaluated once
+    assert [e[0] for e in state.evals] == [0, 96]  # the 100% point moved to the last sample, evaluated once
     assert math.isfinite(summary["final_linear"])  # the end-of-run probe ran (it was silently NaN)
 
 
@@ -50,7 +50,7 @@ def test_one_worker_trains_on_the_short_last_batch_and_counts_its_updates(one_th
                        progress=False, state=state)
     learner = summary["learner"]
     assert summary["samples_seen"] == 60 and summary["updates"] == 8 == learner.total_updates
-    assert [s for s, _ in state.evals] == [0, 60] and math.isfinite(summary["final_linear"])
+    assert [e[0] for e in state.evals] == [0, 60] and math.isfinite(summary["final_linear"])
     assert learner.buffer.steps == 4 and "k3_11" in learner.buffer.keys  # the short batch reached the buffer
 
 
@@ -66,7 +66,7 @@ def test_a_stop_request_ends_the_loop_after_the_current_batch_without_a_final_ev
     summary = run_loop(config, batches([16] * 8), 128, eval_data(), NullLogger(), torch.device("cpu"),
                        progress=False, state=state, should_stop=should_stop)
     assert summary["interrupted"] and summary["samples_seen"] == 32
-    assert [s for s, _ in state.evals] == [0] and math.isnan(summary["final_linear"])
+    assert [e[0] for e in state.evals] == [0] and math.isnan(summary["final_linear"])
 
 
 def test_a_stop_request_after_the_last_batch_is_a_completed_run(one_thread):
