@@ -35,17 +35,19 @@ def test_images_added_to_a_folder_give_a_new_dataset_and_stream(data_root, tmp_p
                                                "dataset.options={}"])
     first = ensure_dataset(config)
     assert ensure_dataset(config) == first  # unchanged files: the cache is used
-    assert stream_info(ensure_stream(config, first))["num_samples"] == 12
+    # prepare holds out 1/6 of each class as the test split: 6 + 6 images train on 5 + 5
+    assert stream_info(ensure_stream(config, first))["num_samples"] == 10
     add_images(folder, "a", 6, 4)
-    second = ensure_dataset(config)
-    assert second != first and load_dataset_info(second)["num_samples"] == 16
-    assert stream_info(ensure_stream(config, second))["num_samples"] == 16
+    second = ensure_dataset(config)  # 10 + 6 images: 2 + 1 held out, 8 + 5 train
+    assert second != first and load_dataset_info(second)["num_samples"] == 13
+    assert stream_info(ensure_stream(config, second))["num_samples"] == 13
 
 
 def test_preparing_again_into_the_same_folder_rebuilds_the_stream_and_the_run_uses_it(data_root, tmp_path):
     data = tmp_path / "mydata"
     synthetic(data, 8)
-    overrides = [f"dataset.dir={data}", "method.crops=2", "learner.threads=1", "eval.linear_epochs=2"]
+    overrides = [f"dataset.dir={data}", "method.crops=2", "learner.threads=1", "eval.linear_epochs=2",
+                 "eval.val_samples=0"]  # 32 samples: the kNN memory takes them all
     config = cfg.load("pipelines/smoke.yaml", overrides)
     old_stream = ensure_stream(config, data)
     assert stream_info(old_stream)["num_samples"] == 32
