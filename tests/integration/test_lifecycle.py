@@ -87,10 +87,10 @@ def test_out_directories_that_are_not_for_this_output_are_refused(completed, tmp
         (["run", "pipelines/smoke.yaml", "--out", dataset_dir], "is a prepared dataset"),
         (["run", "pipelines/smoke.yaml", "--out", str(stray)], "holds no streamssl run"),
         (["run", "pipelines/smoke.yaml", "--out", str(stray), "--overwrite"], "holds no streamssl run"),
-        (["run", "pipelines/smoke.yaml", "--out", str(tmp_path / "file")], "is a file"),
+        (["run", "pipelines/smoke.yaml", "--out", str(tmp_path / "file")], "is not a folder"),
         (["report", str(completed), "--out", dataset_dir], "is a prepared dataset"),
         (["report", str(completed), "--out", str(other_run)], "is a run directory"),
-        (["report", str(completed), "--out", str(tmp_path / "file")], "is a file"),
+        (["report", str(completed), "--out", str(tmp_path / "file")], "is not a folder"),
     ]
     for argv, message in refused:
         capsys.readouterr()
