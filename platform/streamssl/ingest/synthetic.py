@@ -25,6 +25,8 @@ flips erase.
 
 from __future__ import annotations
 
+GENERATOR_VERSION = 2  # part of the dataset cache key: a new generator must not reuse old images
+
 from pathlib import Path
 
 import numpy as np

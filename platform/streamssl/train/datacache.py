@@ -66,6 +66,10 @@ def dataset_key(config: RunConfig) -> dict:
     ds = config.dataset
     path = ds.path or _DEFAULT_PATHS.get(ds.source)
     key = {"source": ds.source, "path": ds.path, "options": ds.options, "files": input_fingerprint(path)}
+    if ds.source == "synthetic":
+        from streamssl.ingest.synthetic import GENERATOR_VERSION
+
+        key["generator"] = GENERATOR_VERSION
     if ds.options.get("test_path"):
         key["test_files"] = input_fingerprint(ds.options["test_path"])
     return key
