@@ -25,8 +25,6 @@ flips erase.
 
 from __future__ import annotations
 
-GENERATOR_VERSION = 2  # part of the dataset cache key: a new generator must not reuse old images
-
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,8 @@ import numpy as np
 from streamssl.errors import ConfigError
 from streamssl.ingest.arrays import ArraySplit, prepare_array_split
 from streamssl.ingest.options import PrepareOptions
+
+GENERATOR_VERSION = 2  # part of the dataset cache key: a new generator must not reuse old images
 
 DEFAULTS = {"classes": 10, "samples_per_class": 100, "size": 32, "seed": 0}
 _WAVES = 3  # plane waves at most per class
