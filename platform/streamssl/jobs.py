@@ -234,6 +234,15 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
+def submit_and_follow(address: str, remote, spec, out, resume: bool) -> int:
+    """Ship a search or experiment spec as one Ray job (`remote`: its prepare/submit module) and follow it."""
+    job = remote.prepare(spec, out, resume=resume)
+    client = connect(address)
+    job_id = remote.submit(client, job)
+    print(job_id, flush=True)
+    return follow_to_end(client, job_id)
+
+
 def follow_to_end(client, job_id: str) -> int:
     """Stream a job's logs, print its final status, exit 0 on SUCCEEDED (else a one-line error).
 

@@ -59,8 +59,4 @@ def _remote(spec, args: argparse.Namespace) -> int:
     from streamssl import jobs
     from streamssl.experiment import remote
 
-    job = remote.prepare(spec, args.out, resume=args.resume)
-    client = jobs.connect(args.address)
-    job_id = remote.submit(client, job)
-    print(job_id, flush=True)
-    return jobs.follow_to_end(client, job_id)
+    return jobs.submit_and_follow(args.address, remote, spec, args.out, args.resume)
