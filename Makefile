@@ -29,5 +29,8 @@ test: setup data lint
 demo: setup data
 	RAY_AUTH_MODE=disabled .venv/bin/streamssl demo --out runs/demo
 
+gpu-check: setup
+	RAY_AUTH_MODE=disabled .venv/bin/streamssl bench gpu
+
 clean:
 	rm -rf runs .pytest_cache

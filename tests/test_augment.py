@@ -241,3 +241,13 @@ def test_gray_input_shortcut_matches_the_full_colour_path(monkeypatch):
     full = augment.apply_crops(gray.contiguous(), draws, params)
     assert torch.allclose(fast, full, atol=1e-5)
     assert not torch.equal(fast[0], fast[1])  # crops really were jittered differently
+
+
+def test_crops_under_bf16_autocast_equal_float32_crops():
+    """Methods crop inside the learner's autocast: the crops must not depend on it (the blur's
+    conv once ran in bf16 there and its index-put failed on the dtype)."""
+    imgs = _images(8)
+    plain = multicrop(imgs, EMP, _gen(5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = multicrop(imgs, EMP, _gen(5))
+    assert autocast.dtype == torch.float32 and torch.equal(autocast, plain)

@@ -268,7 +268,10 @@ def multicrop(images_u8: torch.Tensor, params: CropParams, generator: torch.Gene
         raise DataError(f"multicrop: expected (b, 3, H, W) uint8 images, got {got}")
     b, _, height, width = images_u8.shape
     draws = sample_crops(b, height, width, params, generator).to(images_u8.device)
-    return apply_crops(images_u8, draws, params)
+    # Methods call this inside the learner's bf16 autocast; the crops must stay float32 (autocast
+    # would run the blur's conv in bf16 and make crops depend on the precision setting).
+    with torch.autocast(images_u8.device.type, enabled=False):
+        return apply_crops(images_u8, draws, params)
 
 
 def apply_crops(images_u8: torch.Tensor, draws: CropDraws, params: CropParams,

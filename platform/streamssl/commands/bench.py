@@ -13,6 +13,7 @@ BENCHES = {
     "step": "streamssl.bench.step",
     "ddp": "streamssl.bench.ddp",
     "scale": "streamssl.bench.scale",
+    "gpu": "streamssl.bench.gpu",
 }
 
 
