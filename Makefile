@@ -5,7 +5,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint setup data clean
+.PHONY: demo test lint setup data clean gpu-check
 
 setup: $(STAMP)
 
