@@ -50,11 +50,30 @@ def build_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: 
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def learning_rate(base_lr: float, schedule: str, update: int, total_updates: int) -> float:
-    """LR for this update: constant, or cosine from base_lr to 0 over the run's updates."""
-    if schedule == "constant" or total_updates <= 0:
+def learning_rate(base_lr: float, schedule: str, update: int, total_updates: int, warmup: int = 0) -> float:
+    """LR for this update (0-based): a linear warmup over the first `warmup` updates, then
+    constant, or cosine from base_lr to 0 over the remaining updates."""
+    if update < warmup:
+        return base_lr * (update + 1) / warmup
+    if schedule == "constant" or total_updates <= warmup:
         return base_lr
-    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(update, total_updates) / total_updates))
+    span = total_updates - warmup
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(update - warmup, span) / span))
+
+
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def scaled_lr(base_lr: float, scaling: str, global_batch: int, reference_batch: int) -> float:
+    """The learning rate for a global batch, scaled from the one set for `reference_batch`:
+    linear (Goyal et al. 2017: lr x global / reference) or square root (for adaptive optimizers
+    and LARS at large batches, You et al. 2020)."""
+    if scaling not in LR_SCALINGS:
+        raise ValueError(f"lr_scaling: one of {', '.join(LR_SCALINGS)}, got {scaling!r}")
+    if scaling == "none":
+        return base_lr
+    ratio = global_batch / reference_batch
+    return base_lr * (ratio if scaling == "linear" else math.sqrt(ratio))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
