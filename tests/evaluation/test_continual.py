@@ -137,3 +137,17 @@ def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
     # the CSV holds 4 decimals
     assert out["bwt"] == pytest.approx(bwt, abs=1e-3) and out["fwt"] == pytest.approx(fwt, abs=1e-3)
     assert all(math.isfinite(v) for v in out["stability_min"])
+
+
+def test_the_report_tabulates_bwt_fwt_and_links_the_heatmap(tmp_path):
+    from streamssl.report import write_report
+
+    run_dir = tmp_path / "run"
+    write_run(run_dir, tmp_path / "stream")
+    info = json.loads((run_dir / "run.json").read_text())
+    info.update(method="imai", stream="seq", seed=0, status="completed", **write_continual(run_dir))
+    (run_dir / "run.json").write_text(json.dumps(info))
+    text = write_report([run_dir], tmp_path / "report").read_text()
+    section = text[text.index("## Continual-learning metrics"):]
+    assert "| `run` | imai | seq | 0 | -17.50 | +5.00 | 25.0, 70.0, 80.0 |" in section
+    assert "![segment matrix: run](../run/segment_matrix.png)" in section
