@@ -19,7 +19,8 @@ import sys
 from streamssl.commands._args import check_out
 from streamssl.errors import StreamSSLError
 
-COMMANDS = ["prepare", "score", "stream", "run", "report", "demo", "bench", "submit", "jobs", "tune", "experiment"]
+COMMANDS = ["prepare", "score", "columns", "stream", "run", "report", "export", "eval", "demo", "bench", "submit",
+            "jobs", "tune", "experiment"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,7 +22,7 @@ import pandas as pd
 
 from streamssl import fsio
 from streamssl.errors import StreamSSLError
-from streamssl.evaluation import metrics, plots
+from streamssl.evaluation import continual, metrics, plots
 from streamssl.evaluation.metrics_log import load_metrics, load_run_info
 from streamssl.report_cells import dataset_identity, dataset_titles, label_runs, load_config
 
@@ -110,7 +110,7 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
         if (out / name) not in figures.values():
             (out / name).unlink(missing_ok=True)
     path = out / REPORT_FILE
-    fsio.write_text(path, render(runs, figures, notes))
+    fsio.write_text(path, render(runs, figures, notes, out))
     return path
 
 
@@ -119,8 +119,10 @@ def _as_rows(runs: list[Run]) -> list[Run]:
     return [dataclasses.replace(run, method=run.label, dataset=titles[run.dataset_key]) for run in runs]
 
 
-def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None = None) -> str:
-    """report.md's text; `notes` (dataset identity -> lines) from report_cells.label_runs."""
+def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None = None,
+           out_dir: Path | None = None) -> str:
+    """report.md's text; `notes` (dataset identity -> lines) from report_cells.label_runs; `out_dir`
+    (the report's folder) links the runs' segment-matrix heatmaps."""
     if notes is None:
         notes = label_runs(runs)
     lines = ["# streamssl report", ""]
@@ -129,7 +131,8 @@ def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None 
     for key, title in titles.items():
         mine = [run for run in runs if run.dataset_key == key]
         lines += _table1(mine, title, notes.get(key, [])) + _details(mine, title)
-    lines += _health_table(runs) + _figures(figures) + _run_list(runs) + _definitions()
+    lines += _health_table(runs) + continual.report_lines(runs, out_dir)
+    lines += _figures(figures) + _run_list(runs) + _definitions()
     return "\n".join(lines) + "\n"
 
 

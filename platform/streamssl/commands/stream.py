@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-column", default="label", help="manifest label column to segment by")
     p.add_argument("--classes-per-segment", type=int, default=1, metavar="K",
                    help="K classes per segment, mixed within it")
-    p.add_argument("--order-by", default=None, metavar="COLUMN", help="manifest column ordering `custom`")
+    p.add_argument("--order-by", default=None, metavar="[-]COLUMN[,...]",
+                   help="manifest column(s) ordering `custom`: `-` descending, later columns break ties")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, metavar="STREAM_DIR")
     p.add_argument("--shard-size", type=positive_int, default=5000, help="samples per stream shard")

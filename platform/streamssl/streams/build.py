@@ -15,7 +15,7 @@ from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ray_setup import init_ray
 from streamssl.streams.materialize import materialize, planned_table
-from streamssl.streams.plan import descending_key, parse_order_by, plan_sha256, plan_stream
+from streamssl.streams.plan import order_keys, plan_sha256, plan_stream
 
 DEFAULT_SHARD_SIZE = 5000
 
@@ -33,7 +33,8 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         kind, samples_per_class, blend_ratio, class_order, classes_per_segment, seed: as in
             `plan_stream`; class_order may also name a file of class ids or names.
         label_column: manifest column the stream segments by (e.g. `coarse_label`).
-        order_by: manifest column sorting the `custom` kind, ascending; `-COLUMN` sorts descending.
+        order_by: manifest column sorting the `custom` kind, ascending; `-COLUMN` sorts descending;
+            `A,B` sorts by A, ties by B.
         shard_size: samples per stream shard.
         strict: stop at the first bad sample.
         args: the command line's arguments, recorded in stream.json.
@@ -46,6 +47,8 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
 
     if not os.path.isdir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
+    # Ray workers may run in another working directory: they get absolute paths
+    dataset_dir, out_dir = os.path.abspath(dataset_dir), os.path.abspath(out_dir)
     info = load_dataset_info(dataset_dir)
     manifest = read_manifest(dataset_dir)
     labels = _label_column(manifest, label_column)
@@ -83,18 +86,12 @@ def _label_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
     return manifest[name].to_numpy(np.int64)
 
 
-def _order_column(manifest: pd.DataFrame, spec: str) -> np.ndarray:
-    """The sort key of `--order-by COLUMN` (ascending) or `--order-by -COLUMN` (descending)."""
-    name, descending = parse_order_by(spec)
-    if name not in manifest.columns:
-        scores = [c for c in manifest.columns if c.startswith("difficulty")]
-        have = f"score columns: {', '.join(scores)}" if scores else "no score columns yet"
-        raise ConfigError(f"--order-by: unknown column {name!r} ({have}; `streamssl score DATASET_DIR "
-                          "--by loss|class-distance` adds difficulty_loss / difficulty_class_distance)")
-    if not pd.api.types.is_numeric_dtype(manifest[name]) or pd.api.types.is_bool_dtype(manifest[name]):
-        raise ConfigError(f"--order-by: column {name!r} is not numeric")
-    values = manifest[name].to_numpy()
-    return descending_key(values) if descending else values
+def _order_column(manifest: pd.DataFrame, spec: str) -> list[np.ndarray]:
+    """The sort keys of `--order-by COLUMN[,COLUMN...]` (`-COLUMN`: descending), see `plan.order_keys`."""
+    scores = [c for c in manifest.columns if c.startswith("difficulty")]
+    have = f"score columns: {', '.join(scores)}" if scores else "no score columns yet"
+    return order_keys(manifest, spec, f"{have}; `streamssl score DATASET_DIR --by loss|class-distance` adds "
+                                      "difficulty_loss / difficulty_class_distance, `streamssl columns` joins others")
 
 
 def _class_names(info: dict, label_column: str) -> list[str] | None:

@@ -11,11 +11,16 @@ plans ImageNet-21K (13.2M samples, 21,841 classes) in seconds.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from streamssl.errors import ConfigError
 
 KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# what `prepare` writes to name a sample, its shard and format: identities, not orders
+_IDENTIFIER_COLUMNS = frozenset({"key", "shard", "ext"})
 
 # SCALE's seq-im patterns: which segments get n/2 (1) rather than n (0), method-spec 3.3
 _HALF_PATTERNS = {
@@ -56,7 +61,9 @@ def plan_stream(labels, kind: str, *, samples_per_class=None, blend_ratio: float
         classes_per_segment: K consecutive classes (in class order) form one segment, mixed
             within it (ImageNet-100 as 10 tasks of 10 classes).
         order_by: (N,) numeric sort key for `custom` (a manifest column such as a difficulty
-            score; a per-class value orders whole classes).
+            score; a per-class value orders whole classes), or a sequence of such keys, the
+            first deciding and each later one breaking the ties left by those before it
+            (`order_keys` builds them from manifest columns).
 
     Returns:
         (L,) int64 indices into `labels`, in stream order.
@@ -229,16 +236,24 @@ def blend_boundaries(plan: np.ndarray, sizes: np.ndarray, blend_ratio: float,
 
 
 def _custom(chosen: np.ndarray, sample_rank: np.ndarray, order_by, n: int, seed: int) -> np.ndarray:
-    """`chosen` sorted by the key (ascending), ties by class order, then by a seeded shuffle."""
+    """`chosen` sorted by the keys (ascending, the first deciding), ties by class order, then by a
+    seeded shuffle."""
     if order_by is None:
         raise ConfigError("order_by: the custom kind needs a column to order by")
-    key = np.asarray(order_by)
+    keys = [_checked_key(key, n, chosen) for key in (order_by if isinstance(order_by, (list, tuple)) else [order_by])]
+    if not keys:
+        raise ConfigError("order_by: the custom kind needs a column to order by")
+    tie = rng_for(seed, _SEGMENT_MIX).permutation(len(chosen))
+    return chosen[np.lexsort((tie, sample_rank[chosen], *reversed(keys)))]  # lexsort: last key first
+
+
+def _checked_key(key, n: int, chosen: np.ndarray) -> np.ndarray:
+    key = np.asarray(key)
     if key.shape != (n,) or not np.issubdtype(key.dtype, np.number):
         raise ConfigError("order_by: need one numeric value per sample")
     if not np.isfinite(key[chosen].astype(np.float64, copy=False)).all():
         raise ConfigError("order_by: the column has missing or infinite values")
-    tie = rng_for(seed, _SEGMENT_MIX).permutation(len(chosen))
-    return chosen[np.lexsort((tie, sample_rank[chosen], key[chosen]))]
+    return key[chosen]
 
 
 def parse_order_by(spec: str) -> tuple[str, bool]:
@@ -247,6 +262,78 @@ def parse_order_by(spec: str) -> tuple[str, bool]:
     if not column:
         raise ConfigError(f"order_by: {spec!r} names no column")
     return column, spec.startswith("-")
+
+
+def parse_order_keys(spec: str) -> list[tuple[str, bool]]:
+    """`video,-frame` -> [("video", False), ("frame", True)]: the columns a `custom` stream sorts by,
+    the first deciding and each later one breaking the ties left by those before it.
+
+    Raises:
+        ConfigError: an empty spec or part, a name that is not a plain column name (letters,
+            digits, `_`), or a column named twice (`order_by: ...`).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"order_by: {spec!r} names no column")
+    keys = [parse_order_by(part.strip()) for part in spec.split(",")]
+    for name, _ in keys:
+        if not _PLAIN_NAME.fullmatch(name):
+            raise ConfigError(f"order_by: {name!r} is not a column name (letters, digits, _; "
+                              "a leading '-' sorts descending, a comma adds a tie-breaking column)")
+    names = [name for name, _ in keys]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"order_by: column {twice[0]!r} appears twice in {spec!r}")
+    return keys
+
+
+def order_keys(columns, spec: str, missing_hint: str = "") -> list[np.ndarray]:
+    """The sort keys of an order_by spec over a table's columns (`plan_stream(order_by=...)`).
+
+    Numbers and booleans sort by value, datetimes by time, strings lexicographically (ISO-8601
+    timestamps sort in time order); `-COLUMN` reverses one key. The dataset's own identifier
+    columns (`key`, `shard`, `ext`, `*_name`) are not orders and are refused.
+
+    Args:
+        columns: a mapping of column name -> (N,) values (a pandas DataFrame works).
+        spec: `COLUMN`, `-COLUMN` or several of them separated by commas.
+        missing_hint: appended to the message for an unknown column (where such columns come from).
+
+    Returns:
+        One (N,) numeric key per column, in the spec's order.
+
+    Raises:
+        ConfigError: a bad spec, an unknown or identifier column, or one of another type (`order_by: ...`).
+    """
+    keys = []
+    for name, descending in parse_order_keys(spec):
+        if name not in columns:
+            raise ConfigError(f"order_by: unknown column {name!r}" + (f" ({missing_hint})" if missing_hint else ""))
+        if name in _IDENTIFIER_COLUMNS or name.endswith("_name"):
+            raise ConfigError(f"order_by: {name!r} identifies samples or classes and is not an order; "
+                              "join an order column (a time, a frame index) with `streamssl columns`")
+        key = sort_key(np.asarray(columns[name]), name)
+        keys.append(descending_key(key) if descending else key)
+    return keys
+
+
+def sort_key(values: np.ndarray, name: str = "order_by") -> np.ndarray:
+    """A numeric array that sorts like `values`: numbers as they are (booleans as 0/1), datetimes as
+    int64 nanoseconds, strings by their rank in sorted order (missing values become NaN, which
+    `plan_stream` refuses for the samples a stream takes)."""
+    if values.dtype == bool:
+        return values.astype(np.int64)
+    if np.issubdtype(values.dtype, np.number):
+        return values
+    if np.issubdtype(values.dtype, np.datetime64):
+        stamps = values.astype("datetime64[ns]")
+        return np.where(np.isnat(stamps), np.nan, stamps.astype(np.int64).astype(np.float64))
+    items = values.tolist()
+    present = np.array([isinstance(v, str) for v in items], dtype=bool)
+    if not all(isinstance(v, str) or _missing(v) for v in items):
+        raise ConfigError(f"order_by: column {name!r} mixes strings with other values")
+    ranks = np.full(len(values), np.nan)
+    ranks[present] = np.unique(values[present].astype(str), return_inverse=True)[1]
+    return ranks
 
 
 def descending_key(values: np.ndarray) -> np.ndarray:
@@ -262,3 +349,7 @@ def plan_sha256(plan: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(plan, dtype="<i8").tobytes()).hexdigest()
+
+
+def _missing(value) -> bool:
+    return value is None or isinstance(value, float) and value != value  # NaN is not equal to itself
