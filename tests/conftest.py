@@ -1,4 +1,11 @@
-"""Shared fixtures: one local Ray per test session, tiny data made in tmp dirs."""
+"""Shared fixtures: the one local Ray of the test session, a private Ray head, tiny data in tmp dirs.
+
+Markers (registered in pyproject.toml):
+    ray: the test runs on the session's local Ray (`ray_local`), started once for every test that
+        carries the marker, unless it asks for the separate cluster `ray_head` instead.
+    single_thread: the test runs with one intra-op torch thread (`one_thread`).
+    gpu: the test needs CUDA.
+"""
 
 import os
 
@@ -23,6 +30,15 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def ray_head():
+    """A separate Ray head with the Jobs API on 127.0.0.1 (tests/rayhead.py); yields its URL."""
+    from rayhead import running_head
+
+    with running_head() as url:
+        yield url
+
+
 @pytest.fixture
 def one_thread():
     """Micro tensors gain nothing from intra-op threads, which stall on a loaded shared CPU."""
@@ -32,6 +48,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _markers(request):
+    """What the `ray` and `single_thread` markers promise (see the module docstring)."""
+    if request.node.get_closest_marker("ray") and "ray_head" not in request.fixturenames:
+        request.getfixturevalue("ray_local")
+    if request.node.get_closest_marker("single_thread"):
+        request.getfixturevalue("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,19 @@
 """`streamssl submit` / `streamssl jobs` against a real Ray head on 127.0.0.1, plus the pure helpers.
 
-The head is a separate cluster started with the venv's `ray start --head --block` in a subprocess
-(the venv's bin on PATH, as on a cluster node), never the session's `ray_local`: this test process
-only talks HTTP to it. It is stopped by its PID; `ray stop` is not used as a fallback because it
-kills every Ray process of the user on the machine (the session's cluster and other engineers'),
-so leftovers are killed by PID: our process group, then processes whose command line names our
-private temp dir.
+The head is the `ray_head` fixture (tests/conftest.py, started by tests/rayhead.py): a separate
+cluster this test process only talks HTTP to, never the session's `ray_local`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import ray.job_submission  # noqa: F401 - import now: Ray's log handler binds the sys.stderr of its import
-import requests
 import yaml
 
+from rayhead import free_ports
 from streamssl import config as cfg
 from streamssl import jobs
 from streamssl.cli import main
@@ -33,98 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = str(REPO / "pipelines" / "smoke.yaml")
 MICRO = ["learner.k=1", "method.crops=2", "eval.points=[0,1]", "dataset.options.samples_per_class=16",
          "eval.memory_samples=32", "eval.test_samples=32", "eval.knn_k=3"]
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all sockets held open until every port is picked)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def head_command(temp: Path, ports: list[int]) -> list[str]:
-    gcs, dashboard, client, agent, agent_grpc, metrics, env_agent = ports
-    return [str(VENV_BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-            f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-            f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
-            f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-            f"--runtime-env-agent-port={env_agent}", f"--temp-dir={temp}", "--num-cpus=2",
-            f"--object-store-memory={300 << 20}", "--include-dashboard=true", "--disable-usage-stats"]
-
-
-def wait_for_jobs_api(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 150.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/api/version", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1.0)
-    raise RuntimeError(f"the Jobs API at {url} did not come up in {timeout_s:.0f} s")
-
-
-def stop_head(proc: subprocess.Popen, temp: Path) -> None:
-    """SIGTERM makes `ray start --block` drain and stop its node; then kill leftovers by PID."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=45)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    for pid in _pids_naming(str(temp)):
-        with_ignored(os.kill, pid, signal.SIGKILL)
-    with_ignored(os.killpg, proc.pid, signal.SIGKILL)
-
-
-def _pids_naming(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def with_ignored(fn, *args) -> None:
-    try:
-        fn(*args)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-@pytest.fixture(scope="module")
-def head():
-    """A private Ray head (dashboard and Jobs API on 127.0.0.1, auth disabled for the test only)."""
-    temp = Path(tempfile.mkdtemp(prefix="sj", dir="/tmp"))  # short: AF_UNIX socket paths are capped
-    ports = free_ports(7)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}  # nothing to drain: stop at once
-    for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
-        env.pop(key, None)
-    log = temp / "head.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(head_command(temp, ports), env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{ports[1]}"
-        wait_for_jobs_api(url, proc, log)
-        yield url
-    finally:
-        stop_head(proc, temp)
-        subprocess.run(["rm", "-rf", str(temp)], check=False)
-
 
 @pytest.fixture
 def client_env(monkeypatch):
@@ -136,11 +33,11 @@ def client_env(monkeypatch):
 
 @pytest.mark.ray
 @pytest.mark.timeout(240)
-def test_submit_follow_succeeds_and_writes_report(head, client_env, tmp_path, capsys):
+def test_submit_follow_succeeds_and_writes_report(ray_head, client_env, tmp_path, capsys):
     from ray.job_submission import JobSubmissionClient
 
     out = tmp_path / "run"
-    code = main(["submit", SMOKE, *MICRO, "--address", head, "--out", str(out),
+    code = main(["submit", SMOKE, *MICRO, "--address", ray_head, "--out", str(out),
                  "--env", f"STREAMSSL_DATA={tmp_path / 'data'}", "--follow"])
     printed = capsys.readouterr().out.strip().splitlines()
     assert code == 0, printed[-20:]
@@ -153,21 +50,21 @@ def test_submit_follow_succeeds_and_writes_report(head, client_env, tmp_path, ca
     # the job ran the config resolved here, overrides included
     assert yaml.safe_load((out / "config.yaml").read_text()) == cfg.load(SMOKE, MICRO).to_dict()
 
-    info = JobSubmissionClient(head).get_job_info(job_id)
+    info = JobSubmissionClient(ray_head).get_job_info(job_id)
     assert info.job_id is not None  # its driver joined this cluster instead of starting a private Ray
     assert info.runtime_env["py_modules"][0].startswith("gcs://")  # streamssl shipped, not read from disk
 
-    assert main(["jobs", "list", "--address", head]) == 0
+    assert main(["jobs", "list", "--address", ray_head]) == 0
     listing = capsys.readouterr().out
     assert any(line.startswith(job_id) and "SUCCEEDED" in line for line in listing.splitlines())
 
 
 @pytest.mark.ray
 @pytest.mark.timeout(180)
-def test_failed_job_prints_failed_and_exits_nonzero(head, client_env, tmp_path, capsys):
+def test_failed_job_prints_failed_and_exits_nonzero(ray_head, client_env, tmp_path, capsys):
     missing = tmp_path / "not-on-the-cluster"
     code = main(["submit", SMOKE, "dataset.source=imagefolder", "dataset.options={}",
-                 f"dataset.path={missing}", "--address", head, "--out", str(tmp_path / "run"), "--follow"])
+                 f"dataset.path={missing}", "--address", ray_head, "--out", str(tmp_path / "run"), "--follow"])
     captured = capsys.readouterr()
     job_id, status = captured.out.splitlines()[0], captured.out.strip().splitlines()[-1]
     assert code != 0 and status == "FAILED"
@@ -176,9 +73,9 @@ def test_failed_job_prints_failed_and_exits_nonzero(head, client_env, tmp_path, 
     assert error[-1].startswith(f"streamssl submit: error: job {job_id} FAILED")
     assert "Traceback" not in captured.err, captured.err[-4000:]
 
-    assert main(["jobs", "status", job_id, "--address", head]) == 0
+    assert main(["jobs", "status", job_id, "--address", ray_head]) == 0
     assert f"{job_id}: FAILED" in capsys.readouterr().out
-    assert main(["jobs", "stop", job_id, "--address", head]) == 0
+    assert main(["jobs", "stop", job_id, "--address", ray_head]) == 0
     assert "already finished" in capsys.readouterr().out
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 
 from streamssl.commands._args import check_out
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, error_line
 
 COMMANDS = ["prepare", "score", "columns", "stream", "run", "report", "export", "eval", "demo", "bench", "submit",
             "jobs", "tune", "experiment"]
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (its default prints the usage block first)."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, error_line(self.prog, f"{message} (see {self.prog} --help)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
-    print(f"streamssl {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(error_line(f"streamssl {args.command}", message), file=sys.stderr)
     return code
 
 

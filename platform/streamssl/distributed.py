@@ -1,10 +1,10 @@
-"""torch.distributed helpers: the only module that imports torch.distributed (style 12.1, point 3).
+"""torch.distributed helpers: the only module that imports torch.distributed.
 
 Every helper is the identity (or a local no-op) when the default process group is not initialized
 or has one rank, so single-process code calls them unconditionally. Every rank must reach every
 collective helper in the same order; tie the calls to a step count that is equal on all ranks.
 
-Cross-worker negatives for the multi-crop losses (issue 4, item 1): `gather_crops(z)` gathers the
+Cross-worker negatives for the multi-crop losses (docs/method-spec.md §2.3-2.4): `gather_crops(z)` gathers the
 crops of all ranks with gradients, and `GatheredCrops.mcc_kwargs` turns them into the `means_all` /
 `crops_all` and rank offset of `mcc_loss`. With a DDP mean of the gradients (Ray Train's default),
 
@@ -145,15 +145,6 @@ def all_reduce_mean(x: Tensor) -> Tensor:
     return (out / world_size()).to(x.device)
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank `src`'s obj on every rank (pickled between the job's own ranks: small trusted data only)."""
-    if world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 @dataclass(frozen=True)
 class GatheredCrops:
     """All ranks' crops for a multi-crop loss; see the module docstring for the call pattern.
@@ -199,18 +190,3 @@ def gather_crops(z: Tensor) -> GatheredCrops:
     rows, counts = _gather_with_grad(z.transpose(0, 1).contiguous())  # (B_all, N, d)
     weight = len(counts) * z.shape[1] / max(rows.shape[0], 1)
     return GatheredCrops(rows.transpose(0, 1), sum(counts[: rank()]), weight)
-
-
-def gather_negatives_for_mcc(z: Tensor, variant: str = "crop_anchor") -> dict:
-    """`mcc_loss` keyword arguments with every rank's negatives (for MCC without a gathered TCR).
-
-    Note: with unequal local batches scale the local loss by W * b / B_all (`GatheredCrops.weight`).
-
-    Args:
-        z: (N, b, d) this rank's projections.
-        variant: "crop_anchor" or "mean_anchor", as passed to `mcc_loss`.
-
-    Returns:
-        {} at world size 1, else {"means_all": (B_all, d)} or {"crops_all": (N, B_all, d)} and "offset".
-    """
-    return gather_crops(z).mcc_kwargs(variant)

@@ -1,4 +1,8 @@
-"""User-facing errors: the CLI prints them as one line and exits with their code."""
+"""User-facing errors: the CLI prints them as one line and exits with their code.
+
+The one place that says how an error reads on one line: `first_line` (an exception's message cut to
+its first line, as other errors quote it) and `error_line` (the CLI's stderr line).
+"""
 
 from __future__ import annotations
 
@@ -43,3 +47,15 @@ def renamed(names: Mapping[str, str] | Callable[[str], str | None]) -> Iterator[
         if new and new != head:
             err.args = (f"{new}: {rest}",)
         raise
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of err's message (its type name when the message is empty), for quoting a
+    library's multi-line error inside a one-line StreamSSLError."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def error_line(prog: str, message: str) -> str:
+    """The one line the CLI prints for an error: `PROG: error: MESSAGE` with whitespace collapsed."""
+    return f"{prog}: error: {' '.join(message.split())}"

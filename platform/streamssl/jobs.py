@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, first_line
 
 if TYPE_CHECKING:
     from streamssl.config import RunConfig
@@ -73,11 +73,6 @@ def read_token() -> str | None:
 def auth_headers() -> dict[str, str]:
     token = read_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 @contextlib.contextmanager

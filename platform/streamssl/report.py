@@ -97,7 +97,7 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
     runs = load_runs([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs))
     notes = label_runs(runs)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out)
     knn_png, grad_png, buffer_png, health_png = (out / name for name in FIGURE_FILES)
     shown = _as_rows(runs)  # the figures draw a line per row label and a panel per dataset title
     figures = {
@@ -108,7 +108,7 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
     }
     for name in FIGURE_FILES:  # a figure skipped now must not leave an older one behind
         if (out / name) not in figures.values():
-            (out / name).unlink(missing_ok=True)
+            fsio.remove(out / name)
     path = out / REPORT_FILE
     fsio.write_text(path, render(runs, figures, notes, out))
     return path

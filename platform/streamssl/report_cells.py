@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from streamssl import fsio
 from streamssl.config import flatten
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, first_line
 
 CONFIG_FILE = "config.yaml"
 NOT_SETTINGS = ("seed", "name", "dataset.dir")  # never split cells: the seed, a label, a location
@@ -27,13 +28,13 @@ SHOWN_KEYS = 3  # keys spelled out in a row label; more get a digest so labels s
 
 def load_config(run_dir: Path) -> dict | None:
     """The run's resolved config as dotted keys, None when the run dir has no config.yaml."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
+    path = fsio.join(run_dir, CONFIG_FILE)
+    if not fsio.is_file(path):
         return None
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(fsio.read_text(path)) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise StreamSSLError(f"{path}: unreadable ({str(err).splitlines()[0]})") from err
+        raise StreamSSLError(f"{path}: unreadable ({first_line(err)})") from err
     if not isinstance(data, dict):
         raise StreamSSLError(f"{path}: not a config mapping")
     return {key: value for key, value in flatten(data).items() if key not in NOT_SETTINGS}

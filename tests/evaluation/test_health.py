@@ -17,10 +17,7 @@ from streamssl.evaluation.health import (
 from streamssl.methods import METHODS
 from streamssl.report import write_report
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def naive_effective_rank(x: np.ndarray) -> float:

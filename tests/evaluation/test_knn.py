@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl.evaluation.knn import knn_accuracy, knn_predict, protocol_name
+from streamssl.evaluation.knn import PROTOCOLS, knn_accuracy, knn_predict, protocol_name
 
 
 def _data(m=40, t=15, d=5, c=4, seed=0):
@@ -87,7 +87,7 @@ def test_cosine_ignores_feature_norms_scale_does_not():
     assert not torch.equal(scaled, knn_predict(train, labels, test, k=5))
 
 
-@pytest.mark.parametrize("protocol", ["scale", "cosine"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_chunking_does_not_change_predictions(protocol):
     train, labels, test = _data(m=80, t=37, d=8, seed=4)
     whole = knn_predict(train, labels, test, k=11, protocol=protocol, chunk=1000)

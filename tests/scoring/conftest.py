@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.prepare_options import PrepareOptions
 
 CLASSES, PER_CLASS, NOISY_PER_CLASS, SIZE = 3, 24, 4, 16
 

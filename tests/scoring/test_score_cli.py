@@ -22,7 +22,7 @@ def test_score_writes_the_column_and_prints_a_summary(easy_hard, capsys):
     assert list(again.columns) == list(manifest.columns) and not np.allclose(again.iloc[:, -1], first)
     record = json.loads((folder / "dataset.json").read_text())["scores"]["difficulty_class_distance"]
     assert record["params"]["size"] == 4 and record["method"] == "class-distance"
-    assert not list(folder.glob(".*.tmp-*"))  # temporary files renamed away
+    assert not list(folder.glob(".*.tmp*"))  # temporary files renamed away
 
 
 def test_existing_column_needs_force_and_dataset_columns_are_protected(easy_hard, capsys):
@@ -51,7 +51,7 @@ def test_existing_column_needs_force_and_dataset_columns_are_protected(easy_hard
 ])
 def test_bad_input_is_one_line_exit_2(easy_hard, tmp_path, capsys, case, extra, word):
     from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-    from streamssl.ingest.options import PrepareOptions
+    from streamssl.ingest.prepare_options import PrepareOptions
 
     folder = {"missing": tmp_path / "nope", "empty": tmp_path, "ok": easy_hard[0], "one-class": tmp_path / "one"}[case]
     if case == "one-class":

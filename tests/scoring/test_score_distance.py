@@ -52,7 +52,7 @@ def test_distance_matches_a_direct_computation_and_caching_does_not_change_it(ea
 def test_one_class_is_an_error(tmp_path):
     from streamssl.errors import ConfigError
     from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-    from streamssl.ingest.options import PrepareOptions
+    from streamssl.ingest.prepare_options import PrepareOptions
 
     split = ArraySplit(np.zeros((5, 8, 8, 3), np.uint8), {"label": np.zeros(5, np.int64)}, {"label": ["only"]},
                        [str(i) for i in range(5)])

@@ -1,4 +1,4 @@
-"""plan_stream: the SCALE stream protocol (method-spec section 3), pure numpy."""
+"""plan_stream: the SCALE stream protocol (docs/method-spec.md §3), pure numpy."""
 
 import numpy as np
 import pytest

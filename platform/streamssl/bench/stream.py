@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from streamssl import fsio
+
 # VmHWM (peak RSS) restarts at exec, unlike ru_maxrss, which a child inherits from its parent
 _PLAN_SCRIPT = """
 import sys, time
@@ -69,13 +71,13 @@ def write_bench_stream(stream_dir: str, n: int, size: int, fmt: str, shard_size:
 
     from streamssl.streams.tario import ShardWriter
 
-    os.makedirs(stream_dir, exist_ok=True)
+    fsio.makedirs(stream_dir)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     rows = {"pos": [], "key": [], "label": [], "shard": [], "offset": [], "nbytes": []}
     for start in range(0, n, shard_size):
         shard = f"stream-{start // shard_size:06d}.tar"
-        writer = ShardWriter(os.path.join(stream_dir, shard))
+        writer = ShardWriter(fsio.join(stream_dir, shard))
         for pos in range(start, min(n, start + shard_size)):
             freq = rng.uniform(2, 12, 3)
             image = 127 + 100 * np.sin(freq[None, None] * (xx + yy * freq[0])[..., None] * 3.1)
@@ -89,9 +91,10 @@ def write_bench_stream(stream_dir: str, n: int, size: int, fmt: str, shard_size:
             for name, value in zip(rows, (pos, key, label, shard, offset, nbytes)):
                 rows[name].append(value)
         writer.close()
-    pq.write_table(pa.table(rows), os.path.join(stream_dir, "index.parquet"))
-    with open(os.path.join(stream_dir, "stream.json"), "w") as f:
-        json.dump({"kind": "bench", "seed": 0, "num_samples": n}, f)
+    with fsio.atomic_path(fsio.join(stream_dir, "index.parquet")) as tmp:
+        pq.write_table(pa.table(rows), tmp)
+    info = {"kind": "bench", "seed": 0, "num_samples": n}
+    fsio.write_text(fsio.join(stream_dir, "stream.json"), json.dumps(info))
 
 
 def _time_ray(stream_dir: str, concurrency: int | None = None,
@@ -117,7 +120,7 @@ def _simplejpeg_handler(key: str, data: bytes):
 def _time_webdataset(stream_dir: str, simplejpeg: bool = False) -> tuple[float, int]:
     import webdataset as wds
 
-    shards = sorted(os.path.join(stream_dir, f) for f in os.listdir(stream_dir) if f.endswith(".tar"))
+    shards = [fsio.join(stream_dir, f) for f in fsio.listdir(stream_dir) if f.endswith(".tar")]
     t, count = time.perf_counter(), 0
     handlers = [_simplejpeg_handler, "rgb8"] if simplejpeg else ["rgb8"]
     for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode(*handlers):
@@ -162,7 +165,8 @@ def _report_plan(tmp: str, num_samples: int, num_classes: int) -> None:
     # long-tailed class sizes like ImageNet-21K (a few large classes, many small ones)
     weights = np.random.default_rng(0).pareto(1.5, num_classes) + 0.2
     labels = np.random.default_rng(1).choice(num_classes, num_samples, p=weights / weights.sum())
-    pq.write_table(pa.table({"label": labels.astype(np.int64)}), path)
+    with fsio.atomic_path(path) as tmp:
+        pq.write_table(pa.table({"label": labels.astype(np.int64)}), tmp)
     del labels
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     out = subprocess.run([sys.executable, "-c", _PLAN_SCRIPT, path], capture_output=True, text=True,

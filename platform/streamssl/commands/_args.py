@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 
 
@@ -42,8 +43,8 @@ def check_out(args: argparse.Namespace) -> None:
         return
     path = Path(out).expanduser()
     for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
+        if fsio.exists(folder):
+            if not fsio.is_dir(folder):
                 where = "" if folder == path else f" ({folder} is a file)"
                 raise ConfigError(f"--out: {out} is not a folder and cannot become one{where}")
             return

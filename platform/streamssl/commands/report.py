@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import StreamSSLError
 
 
@@ -26,13 +27,13 @@ def check_report_out(out: Path, run_dirs: list) -> None:
 
     A run directory is accepted only as the report of that one run (what `run` writes there).
     """
-    if out.exists() and not out.is_dir():
+    if fsio.exists(out) and not fsio.is_dir(out):
         raise StreamSSLError(f"--out {out}: is a file, not a directory")
     for marker, what in (("dataset.json", "a prepared dataset"), ("stream.json", "a materialized stream")):
-        if (out / marker).exists():
+        if fsio.exists(out / marker):
             raise StreamSSLError(f"--out {out}: is {what}; write the report to a new directory")
     own = {Path(d).resolve() for d in run_dirs} == {out.resolve()}
-    if not own and ((out / "run.json").exists() or (out / "metrics.parquet").exists()):
+    if not own and (fsio.exists(out / "run.json") or fsio.exists(out / "metrics.parquet")):
         raise StreamSSLError(f"--out {out}: is a run directory and would lose its own report; "
                              f"write the report to a new directory")
 
@@ -44,6 +45,6 @@ def handle(args: argparse.Namespace) -> int:
     path = write_report(args.run_dirs, args.out)
     print(f"report: {path}")
     for name in FIGURE_FILES:
-        if (path.parent / name).is_file():
+        if fsio.is_file(path.parent / name):
             print(f"plot:   {path.parent / name}")
     return 0

@@ -2,7 +2,7 @@
 
 * ``crop_cosine``: the mean cosine between the projections of two different training crops of the
   same image. It falls when a method stops being invariant between crops (an MCC positive that
-  contains the anchor crop itself lets each crop win its softmax alone, see issue 10).
+  contains the anchor crop itself lets each crop win its softmax alone, docs/method-spec.md §8).
 * ``effective_rank``: exp of the entropy of the normalized singular values p_i = s_i / sum(s) of a
   feature matrix (Roy & Vetterli 2007; RankMe, Garrido et al. 2023, without centring). D for
   features spread evenly over D directions, 1 for a rank-1 (collapsed) matrix.

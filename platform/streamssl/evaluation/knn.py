@@ -1,4 +1,4 @@
-"""k-nearest-neighbour classification of frozen features (method-spec section 4).
+"""k-nearest-neighbour classification of frozen features (docs/method-spec.md §4).
 
 Two protocols:
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamssl import fsio
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, first_line
 
 METRICS_FILE = "metrics.parquet"
 CSV_FILE = "metrics.csv"
@@ -55,7 +54,7 @@ class MetricsLogger:
     def __init__(self, run_dir: str | os.PathLike, run_info: dict | None = None, *,
                  flush_seconds: float = 60.0, tensorboard: bool = True):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fsio.makedirs(self.run_dir)
         self.run_info = None if run_info is None else dict(run_info)
         self.flush_seconds = flush_seconds
         self._pending: dict[str, list] = {name: [] for name in COLUMNS}
@@ -182,8 +181,8 @@ def _write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
 def _write_csv_atomic(frame: pd.DataFrame, path: Path, append: bool) -> None:
     """Rewrite the CSV through a temporary copy, so a reader never sees a half-written row."""
     with fsio.atomic_path(path) as tmp:
-        if append and path.exists():
-            shutil.copyfile(path, tmp)  # bytes only: far cheaper than formatting the old rows again
+        if append and fsio.exists(path):
+            fsio.copy(path, tmp)  # bytes only: far cheaper than formatting the old rows again
         frame.to_csv(tmp, mode="a" if append else "w", header=not append, index=False)
 
 
@@ -203,15 +202,15 @@ def _json_default(obj):
 
 def load_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Read RUN_DIR/metrics.parquet; StreamSSLError (one line) if absent, unreadable or malformed."""
-    path = Path(run_dir) / METRICS_FILE
-    if not Path(run_dir).is_dir():
+    path = fsio.join(run_dir, METRICS_FILE)
+    if not fsio.is_dir(run_dir):
         raise StreamSSLError(f"{run_dir}: no such directory")
-    if not path.is_file():
+    if not fsio.is_file(path):
         raise StreamSSLError(f"{run_dir}: no {METRICS_FILE} (not a run directory?)")
     try:
-        frame = pq.read_table(path).to_pandas()
+        frame = fsio.read_table(path).to_pandas()
     except (OSError, pa.ArrowException) as err:
-        raise StreamSSLError(f"{path}: unreadable ({_first_line(err)})") from err
+        raise StreamSSLError(f"{path}: unreadable ({first_line(err)})") from err
     missing = [name for name in COLUMNS if name not in frame.columns]
     if missing:
         raise StreamSSLError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -220,21 +219,16 @@ def load_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def load_run_info(run_dir: str | os.PathLike) -> dict:
     """Read RUN_DIR/run.json; StreamSSLError (one line) if absent or not a JSON object."""
-    path = Path(run_dir) / RUN_INFO_FILE
-    if not path.is_file():
+    path = fsio.join(run_dir, RUN_INFO_FILE)
+    if not fsio.is_file(path):
         raise StreamSSLError(f"{run_dir}: no {RUN_INFO_FILE} (not a run directory?)")
     try:
-        info = json.loads(path.read_text())
+        info = fsio.read_json(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StreamSSLError(f"{path}: unreadable ({_first_line(err)})") from err
+        raise StreamSSLError(f"{path}: unreadable ({first_line(err)})") from err
     if not isinstance(info, dict):
         raise StreamSSLError(f"{path}: expected a JSON object, got {type(info).__name__}")
     return info
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 

@@ -7,82 +7,22 @@ Formats: docs/formats.md, "Experiment directory".
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import yaml
 
 from streamssl import fsio
-from streamssl.errors import StreamSSLError
 from streamssl.experiment import stats
-from streamssl.experiment.schedule import run_dir, run_status
-from streamssl.experiment.spec import ExperimentSpec, RunSpec, expand, run_config
-from streamssl.report import Run, load_run
+from streamssl.experiment.figure import plot_knn_vs_progress
+from streamssl.experiment.render import render, summary_text
+from streamssl.experiment.results import Result, by_cell, grid_text, load_results
+from streamssl.experiment.spec import ExperimentSpec, run_config
 
 # summary.csv metric -> the key of metrics.summarize
 METRICS = {"final_knn": "final", "final_linear": "linear", "knn_at_20": "at_fraction", "knn_auc": "auc"}
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 COMPARISON_STATS = ("n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "wilcoxon_p")
-ALPHA = 0.05
 FILES = ("summary.csv", "comparisons.csv", "report.md", "knn_vs_progress.png")
-
-
-@dataclass
-class Result:
-    """One run of the matrix: its status and, when completed, the loaded run directory."""
-
-    run: RunSpec
-    status: str
-    loaded: Run | None = None
-    error: str = ""
-
-    def value(self, key: str) -> float:
-        """A summary scalar of the run in percent (NaN when not completed)."""
-        return 100 * self.loaded.stats[key] if self.loaded is not None else float("nan")
-
-
-def load_results(spec: ExperimentSpec, out: Path) -> list[Result]:
-    """Every run of the matrix, in matrix order, loaded from OUT/runs."""
-    results = []
-    for run in expand(spec):
-        path = run_dir(out, run)
-        status = run_status(path)
-        result = Result(run, status)
-        if status == "completed":
-            try:
-                result.loaded = load_run(path)
-            except StreamSSLError as err:  # completed but unreadable: report it, do not count it
-                result.status, result.error = "unreadable", str(err)
-        elif path.is_dir():
-            result.error = _error_of(path)
-        results.append(result)
-    return results
-
-
-def _error_of(path: Path) -> str:
-    import json
-
-    try:
-        return str(json.loads((path / "run.json").read_text()).get("error", ""))
-    except (OSError, ValueError):
-        return ""
-
-
-def by_cell(results: list[Result]) -> dict[tuple, list[Result]]:
-    cells: dict[tuple, list[Result]] = {}
-    for result in results:
-        cells.setdefault(result.run.cell_key, []).append(result)
-    return cells
-
-
-def grid_text(value) -> object:
-    """A grid value as a CSV/table cell: scalars as they are, lists in YAML flow style."""
-    if isinstance(value, (list, dict, tuple)):
-        return yaml.safe_dump(value, default_flow_style=True).strip()
-    return value
 
 
 def dataset_name(spec: ExperimentSpec, members: list[Result]) -> str:
@@ -131,17 +71,6 @@ def comparisons_frame(spec: ExperimentSpec, results: list[Result]) -> pd.DataFra
     return pd.DataFrame(rows, columns=columns)
 
 
-def floor_interval(results: list[Result], stream: str, grid: tuple) -> stats.Interval:
-    """The untrained floor of a stream and grid cell: each seed's kNN at samples_seen 0 (the runs of
-    one seed share the initial backbone, so their values are averaged first), then over seeds."""
-    per_seed = defaultdict(list)
-    for r in results:
-        if r.loaded is not None and r.run.stream == stream and r.run.grid == grid:
-            per_seed[r.run.seed].append(r.value("untrained"))
-    means = [float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for v in map(np.array, per_seed.values())]
-    return stats.t_interval(means)
-
-
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     with fsio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, na_rep="")
@@ -153,9 +82,6 @@ def write_outputs(spec: ExperimentSpec, out: str | Path) -> tuple[dict[str, Path
     Returns:
         ({file name: path} of the files written, Table 1 and the significant differences as text).
     """
-    from streamssl.experiment.figure import plot_knn_vs_progress
-    from streamssl.experiment.render import render, summary_text
-
     out = Path(out)
     results = load_results(spec, out)
     summary, comparisons = summary_frame(spec, results), comparisons_frame(spec, results)
@@ -163,7 +89,7 @@ def write_outputs(spec: ExperimentSpec, out: str | Path) -> tuple[dict[str, Path
     write_csv(comparisons, out / "comparisons.csv")
     figure = plot_knn_vs_progress(results, out / "knn_vs_progress.png")
     if figure is None:
-        (out / "knn_vs_progress.png").unlink(missing_ok=True)
+        fsio.remove(out / "knn_vs_progress.png")
     fsio.write_text(out / "report.md", render(spec, results, comparisons, figure))
-    files = {name: out / name for name in FILES if (out / name).exists()}
+    files = {name: out / name for name in FILES if fsio.exists(out / name)}
     return files, summary_text(spec, results, comparisons)

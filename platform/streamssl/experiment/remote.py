@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
 from streamssl import config as cfg
+from streamssl import fsio
 from streamssl.experiment.spec import ExperimentSpec
 
 SPEC_FILE = "experiment.yaml"
@@ -60,8 +60,8 @@ def submit(client, job: ExperimentJob) -> str:
     from streamssl.jobs import api_errors, runtime_env
 
     with tempfile.TemporaryDirectory(prefix="streamssl-experiment-") as folder:
-        (Path(folder) / SPEC_FILE).write_text(job.spec_text)
-        (Path(folder) / BASE_FILE).write_text(job.base_text)
+        fsio.write_text(fsio.join(folder, SPEC_FILE), job.spec_text)
+        fsio.write_text(fsio.join(folder, BASE_FILE), job.base_text)
         with api_errors(client.get_address()):
             return client.submit_job(entrypoint=job.entrypoint, submission_id=job.job_id,
                                      runtime_env=runtime_env(folder), metadata=job.metadata)

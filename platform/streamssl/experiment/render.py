@@ -11,9 +11,10 @@ import pandas as pd
 
 from streamssl.evaluation.plots import stream_key
 from streamssl.experiment import stats
-from streamssl.experiment.outputs import ALPHA, Result, by_cell, floor_interval, grid_text
+from streamssl.experiment.results import Result, by_cell, floor_interval, grid_text
 from streamssl.experiment.spec import ExperimentSpec
 
+ALPHA = 0.05  # significance level of the paired tests
 TABLES = (("final", "Table 1: final kNN top-1 (%)"), ("linear", "Linear probe top-1 at the end (%)"))
 
 

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +44,15 @@ def run_dir(out: Path, run: RunSpec) -> Path:
 def run_status(path: Path) -> str:
     """run.json's status, 'missing' without a readable one."""
     try:
-        return str(json.loads((path / "run.json").read_text()).get("status", "unknown"))
+        return str(fsio.read_json(fsio.join(path, "run.json")).get("status", "unknown"))
     except (OSError, ValueError):
         return "missing"
 
 
 def check_out(out: Path, resume: bool) -> None:
     """A new experiment needs a DIR without one; --resume needs one (both before any work)."""
-    holds = (out / STATE_FILE).exists() or (out / RUNS).exists()
-    if resume and not (out / STATE_FILE).is_file():
+    holds = fsio.exists(fsio.join(out, STATE_FILE)) or fsio.exists(fsio.join(out, RUNS))
+    if resume and not fsio.is_file(fsio.join(out, STATE_FILE)):
         raise StreamSSLError(f"--resume: {out} holds no experiment to resume (no {STATE_FILE})")
     if not resume and holds:
         raise StreamSSLError(f"{out} already holds an experiment; pass --resume to finish it, or pick another --out")
@@ -61,7 +60,7 @@ def check_out(out: Path, resume: bool) -> None:
 
 def check_same_matrix(spec: ExperimentSpec, out: Path) -> None:
     """--resume runs the matrix stored in OUT; a spec that defines other runs is refused."""
-    stored = json.loads((out / STATE_FILE).read_text()).get("matrix", {})
+    stored = fsio.read_json(fsio.join(out, STATE_FILE)).get("matrix", {})
     current = json.loads(json.dumps(spec.matrix(), default=str))
     changed = [key for key in current if stored.get(key) != current[key]]
     if changed:
@@ -154,7 +153,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, resume: bool = False, 
     init_ray()
     pinned = prepare_data(spec, runs)
     if not resume:
-        out.mkdir(parents=True, exist_ok=True)
+        fsio.makedirs(out)
         write_state(spec, out, runs)
     todo = [run for run in runs if run_status(run_dir(out, run)) != "completed"]
     print(f"{len(runs)} runs, {len(runs) - len(todo)} already completed, {len(todo)} to run", flush=True)
@@ -201,7 +200,7 @@ def _launch(task, config, path: Path):
     from streamssl.config import flatten
 
     cpus = footprint(config).task_cpus
-    shutil.rmtree(path, ignore_errors=True)
+    fsio.remove_tree(path)
     return task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{path.name}").remote(
         flatten(config.to_dict()), str(path), max(1, int(cpus)))
 
@@ -254,7 +253,7 @@ def run_info_stub(source) -> dict:
 def mark_failed(path: Path, stub: dict, message: str) -> None:
     """Status failed with the error in run.json (the runner's own record kept when it wrote one)."""
     try:
-        info = json.loads((path / "run.json").read_text())
+        info = fsio.read_json(fsio.join(path, "run.json"))
     except (OSError, ValueError):
         info = dict(stub)
     if info.get("status") != "failed" or not info.get("error"):

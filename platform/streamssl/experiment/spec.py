@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from streamssl import config as cfg
-from streamssl.errors import ConfigError
+from streamssl.errors import ConfigError, first_line
 
 SPEC_KEYS = ("base", "methods", "streams", "seeds", "overrides", "grid", "reference", "max_concurrent")
 # config keys that are axes of the matrix: set by the spec key named here, never by overrides/grid
@@ -98,7 +98,7 @@ def _read_mapping(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"{path}: not valid YAML ({first_line(err)})") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: an experiment spec must be a mapping, got {type(data).__name__}")
     return data

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from streamssl import fsio
 from streamssl.ingest.dataset import name_column, write_dataset
-from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.pngenc import encode_png_batch
+from streamssl.ingest.prepare_options import PrepareOptions
 from streamssl.ingest.stats import array_stats
 from streamssl.ingest.writer import ShardWriter, encode_meta
 
@@ -85,7 +86,7 @@ def prepare_array_split(
     split: ArraySplit, out_dir: Path, opts: PrepareOptions, key_prefix: str, extra: dict | None = None
 ) -> dict:
     """Write shards, manifest and dataset.json (with channel stats) of one in-memory split."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out_dir)
     rows = write_array_shards(split, out_dir, opts, key_prefix)
     mean, std = array_stats(split.images)
     return write_dataset(

@@ -8,7 +8,7 @@ from streamssl.errors import ConfigError
 from streamssl.ingest import cifar, fashion_mnist, imagefolder, synthetic, wds
 from streamssl.ingest.dataset import warn_skipped
 from streamssl.ingest.holdout import finish_test_split, parse_test_fraction
-from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.prepare_options import PrepareOptions
 from streamssl.ingest.reader import load_dataset_info
 from streamssl.ingest.staging import staged
 from streamssl.ingest.writer import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_SIZE
@@ -25,7 +25,8 @@ _SOURCE_OPTIONS = {"synthetic": set(synthetic.DEFAULTS)}  # options only some so
 _TEST_PATH_SOURCES = {"imagefolder", "wds"}  # the others bring their own test split
 
 
-def _check_options(source: str, options: dict, test_path, test_fraction=None) -> None:
+def check_options(source: str, options: dict, test_path, test_fraction=None) -> None:
+    """ConfigError for a source option, --test-path or --test-fraction that `source` does not take."""
     for name in options:
         if name not in _SOURCE_OPTIONS.get(source, ()):
             takers = [s for s, names in _SOURCE_OPTIONS.items() if name in names] or ["no source"]
@@ -91,7 +92,7 @@ def prepare(
     if source not in SOURCES:
         raise ConfigError(f"SOURCE: unknown source {source!r} (choose from {', '.join(SOURCES)})")
     source_options = {k: v for k, v in source_options.items() if v is not None}
-    _check_options(source, source_options, test_path, test_fraction)
+    check_options(source, source_options, test_path, test_fraction)
     fraction = None if test_fraction is None else parse_test_fraction(test_fraction)
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ConfigError(f"--shard-size: must be an integer >= 1, got {shard_size!r}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from streamssl.errors import ConfigError, DataError
 from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.prepare_options import PrepareOptions
 
 _LAYOUT = {  # source -> (folder name, train files, test files, meta file)
     "cifar10": (

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from streamssl import fsio
 from streamssl.errors import DataError
+from streamssl.ingest.reader import label_columns
 
 log = logging.getLogger("streamssl.ingest")
 
@@ -151,7 +152,7 @@ def write_dataset(
 def write_info(out_dir: Path, info: dict) -> None:
     """dataset.json: one top-level field per line, values compact (readable with 21,841 class names)."""
     lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()]
-    fsio.write_text(out_dir / "dataset.json", "{\n" + ",\n".join(lines) + "\n}\n")
+    fsio.write_text(fsio.join(out_dir, "dataset.json"), "{\n" + ",\n".join(lines) + "\n}\n")
 
 
 def content_sha256(manifest: pa.Table, label_columns: list[str]) -> str:
@@ -178,20 +179,19 @@ def content_sha256(manifest: pa.Table, label_columns: list[str]) -> str:
 
 def split_sha256(split_dir: Path) -> str:
     """A split's recorded content hash, computed from its manifest for datasets prepared before it."""
-    info = json.loads((split_dir / "dataset.json").read_text())
+    info = fsio.read_json(fsio.join(split_dir, "dataset.json"))
     if info.get("content_sha256"):
         return info["content_sha256"]
-    labels = list(info.get("label_columns") or ["label"])
-    return content_sha256(pq.read_table(split_dir / "manifest.parquet"), labels)
+    return content_sha256(fsio.read_table(fsio.join(split_dir, "manifest.parquet")), list(label_columns(info)))
 
 
 def dataset_identity(dataset_dir: str | Path) -> dict:
     """{"name", "sha256"} of a prepared dataset: its dataset.json `name` (else the folder's name)
     and the train split's content hash, combined with the test split's when it has one."""
     folder = Path(dataset_dir)
-    info = json.loads((folder / "dataset.json").read_text())
+    info = fsio.read_json(fsio.join(folder, "dataset.json"))
     sha = split_sha256(folder)
-    if (folder / "test" / "dataset.json").is_file():
+    if fsio.is_file(fsio.join(folder, "test", "dataset.json")):
         sha = hashlib.sha256(f"train:{sha}\ntest:{split_sha256(folder / 'test')}\n".encode()).hexdigest()
     return {"name": str(info.get("name") or folder.resolve().name), "sha256": sha}
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from streamssl.errors import ConfigError, DataError
 from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.prepare_options import PrepareOptions
 
 DEFAULT_PATH = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = [

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ingest.dataset import SAMPLE_COLUMNS, write_dataset, write_info
-from streamssl.ingest.reader import load_dataset_info, read_manifest
+from streamssl.ingest.reader import label_columns, load_dataset_info, read_manifest
 
 DEFAULT_TEST_FRACTION = 1 / 6
 HOLDOUT_SEED = 0  # fixed: the held-out split must not move with a run's seed
@@ -88,9 +89,9 @@ def hold_out_test(out: Path, info: dict, fraction: float, seed: int = HOLDOUT_SE
         info = {**info, "test_split": {**record, "kind": "none", "num_train": len(manifest), "reason": reason}}
         write_info(out, info)
         return info
-    (out / "dataset.json").unlink()  # a prepare stopped before the end leaves no dataset, not a wrong one
+    fsio.remove(fsio.join(out, "dataset.json"))  # a prepare stopped before the end leaves no dataset, not a wrong one
     root = ".." if info.get("shard_root", ".") == "." else info["shard_root"]
-    (out / "test").mkdir(exist_ok=True)
+    fsio.makedirs(fsio.join(out, "test"))
     _write_split(out / "test", manifest[held], info, root, {"split": "test", "held_out": record},
                  source=f"{info['source']}_test")
     extra = {k: v for k, v in info.items() if k not in _STANDARD}
@@ -99,8 +100,7 @@ def hold_out_test(out: Path, info: dict, fraction: float, seed: int = HOLDOUT_SE
 
 
 def _write_split(folder: Path, rows: pd.DataFrame, info: dict, root: str, extra: dict, source: str) -> dict:
-    columns = info.get("label_columns") or {"label": {"class_names": info["class_names"]}}
-    label_names = {col: summary["class_names"] for col, summary in columns.items()}
+    label_names = {col: summary["class_names"] for col, summary in label_columns(info).items()}
     keep = [c for c in SAMPLE_COLUMNS if c in rows.columns] + list(label_names)
     skipped = info["skipped"] if extra.get("split") != "test" else []
     return write_dataset(folder, rows[keep], label_names=label_names, source=source, skipped=skipped,
@@ -111,7 +111,7 @@ def origin_of_test(dataset_dir: str | Path) -> str:
     """Where a dataset's test images come from, for protocol strings: `source-split`,
     `held-out-1/6`, or `train-split` when it has no test split (training images)."""
     dataset_dir = Path(dataset_dir)
-    if not (dataset_dir / "test" / "dataset.json").exists():
+    if not fsio.exists(fsio.join(dataset_dir, "test", "dataset.json")):
         return "train-split"
     record = load_dataset_info(dataset_dir).get("test_split") or {"kind": "source"}
     if record.get("kind") == "held-out":

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ingest.dataset import TASK_COLUMNS, collect_rows, write_dataset
-from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.parallel import run_tasks, want_ray
 from streamssl.ingest.pixels import eight_bit
+from streamssl.ingest.prepare_options import PrepareOptions
 from streamssl.ingest.stats import decoded_stats
 from streamssl.ingest.writer import SHARD_PATTERN, ShardWriter, encode_meta
 
@@ -134,7 +135,7 @@ def ingest_files(
     extra: dict,
 ) -> dict:
     """Write one split (train or test) of an image folder and its manifest + dataset.json."""
-    out.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out)
     chunks = plan_chunks(np.array([size for _, _, size in files]), opts.shard_size, opts.shard_bytes)
     specs = [
         {

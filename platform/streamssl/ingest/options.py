@@ -1,44 +1,12 @@
-"""What every source receives from `prepare` (the parsed, validated options), and the checks of
-those options and inputs that a pipeline or the `prepare` command runs before any work."""
+"""The checks of `prepare`'s options and inputs that a pipeline or the `prepare` command runs
+before any work (what a source receives is `streamssl.ingest.prepare_options.PrepareOptions`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from streamssl.errors import ConfigError
-from streamssl.ingest.writer import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_SIZE
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """Options shared by all sources (source-specific ones are validated by the source).
-
-    Attributes:
-        source: source name, e.g. "cifar100".
-        shard_size: samples per output shard.
-        shard_bytes: a shard is closed once it passes this many bytes.
-        strict: stop at the first bad sample (DataError) instead of skipping it.
-        verify: check that each image opens (header only) where the source allows skipping it.
-        test_path: a second input holding the test split (imagefolder, wds).
-        parallel: run per-file work on Ray Data (None: when there are 2 or more tasks).
-        progress: show a progress bar (None: only on a terminal).
-    """
-
-    source: str
-    shard_size: int = DEFAULT_SHARD_SIZE
-    shard_bytes: int = DEFAULT_SHARD_BYTES
-    strict: bool = False
-    verify: bool = True
-    test_path: Path | None = None
-    parallel: bool | None = None
-    progress: bool | None = None
-
-    @property
-    def bar_disable(self) -> bool | None:
-        """tqdm's `disable`: None lets tqdm hide the bar when stderr is not a terminal."""
-        return None if self.progress is None else not self.progress
-
+from streamssl.ingest import build, cifar, fashion_mnist, synthetic, wds
 
 # prepare()'s keyword arguments, which a pipeline may also set in dataset.options: name -> type
 PREPARE_KEYWORDS = {"shard_size": int, "shard_bytes": int, "strict": bool, "verify": bool, "test_path": str,
@@ -58,8 +26,6 @@ def check_source_options(source: str, options: dict) -> None:
     Messages name an option as the `prepare` command's flag (`--classes`), as `prepare` does; a
     pipeline maps it to `dataset.options.classes` (`validation.dataset_key`).
     """
-    from streamssl.ingest import build, synthetic
-
     for name, kind in PREPARE_KEYWORDS.items():
         value = options.get(name)
         flag = "--" + name.replace("_", "-")
@@ -68,15 +34,13 @@ def check_source_options(source: str, options: dict) -> None:
         if kind is int and value is not None and value < 1:
             raise ConfigError(f"{flag}: must be an integer >= 1, got {value!r}")
     own = {k: v for k, v in options.items() if k not in PREPARE_KEYWORDS and v is not None}
-    build._check_options(source, own, options.get("test_path"))  # the checks `prepare` runs first
+    build.check_options(source, own, options.get("test_path"))  # the checks `prepare` runs first
     if source == "synthetic":
-        synthetic._options(own)
+        synthetic.parse_options(own)
 
 
 def check_source_input(source: str, path: str | Path | None, test_path: str | Path | None = None) -> None:
     """Fail in seconds on an input `prepare` could not read: a missing or wrong PATH or --test-path."""
-    from streamssl.ingest import cifar, fashion_mnist, wds
-
     if source == "synthetic":
         if path is not None:
             raise ConfigError(f"PATH: the synthetic source takes no input path (got {path})")

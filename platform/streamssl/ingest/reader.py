@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from streamssl import fsio
 from streamssl.errors import ConfigError, DataError
 from streamssl.ingest.pixels import decode_failure, rgb_image
 
@@ -25,21 +25,37 @@ def load_dataset_info(dataset_dir: str | Path) -> dict:
     Raises:
         ConfigError: the folder holds no prepared dataset.
     """
-    path = Path(dataset_dir) / "dataset.json"
-    if not path.is_file():
+    path = fsio.join(dataset_dir, "dataset.json")
+    if not fsio.is_file(path):
         raise ConfigError(
             f"{dataset_dir}: not a prepared dataset (no dataset.json); run `streamssl prepare` first"
         )
-    with open(path) as f:
-        return json.load(f)
+    return fsio.read_json(path)
+
+
+def label_columns(info: dict) -> dict[str, dict]:
+    """Every label column of a dataset.json -> its {num_classes, class_names, class_counts}.
+
+    The one reader of label names and counts: datasets prepared before per-column summaries
+    existed have only the top-level fields, which describe the `label` column.
+    """
+    columns = info.get("label_columns")
+    if columns:
+        return columns
+    return {"label": {key: info[key] for key in ("num_classes", "class_names", "class_counts") if key in info}}
+
+
+def label_info(info: dict, column: str = "label") -> dict | None:
+    """One label column's {num_classes, class_names, class_counts} (None: no such column)."""
+    return label_columns(info).get(column)
 
 
 def read_manifest(dataset_dir: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """The manifest (one row per sample, in source order), optionally only some columns."""
-    path = Path(dataset_dir) / "manifest.parquet"
-    if not path.is_file():
+    path = fsio.join(dataset_dir, "manifest.parquet")
+    if not fsio.is_file(path):
         raise ConfigError(f"{dataset_dir}: no manifest.parquet; run `streamssl prepare` first")
-    return pd.read_parquet(path, columns=columns)
+    return fsio.read_dataframe(path, columns=columns)
 
 
 def shard_root(dataset_dir: str | Path, info: dict | None = None) -> Path:
@@ -112,7 +128,7 @@ def read_samples_at(root: Path, rows: pd.DataFrame) -> list[dict]:
     table["_row"] = np.arange(len(table))
     # Sorted by (shard, offset) so each shard is opened once and read front to back.
     for shard, group in table.sort_values(["shard", "offset"]).groupby("shard", sort=False):
-        with open(root / shard, "rb") as f:
+        with fsio.open_input(fsio.join(root, shard)) as f:
             for key, offset, nbytes, row in zip(group.key, group.offset, group.nbytes, group._row):
                 f.seek(int(offset))
                 fragment = f.read(int(nbytes))

@@ -10,13 +10,14 @@ dataset, or the new one, never a mix. A folder left by a killed prepare is remov
 
 from __future__ import annotations
 
+import fnmatch
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 
 _PARTIAL = ".partial-"
@@ -31,24 +32,24 @@ def staged(out: Path, source: str) -> Iterator[Path]:
     Raises:
         ConfigError: `out` is an existing file (before any work).
     """
-    if out.exists() and not out.is_dir():
+    if fsio.exists(out) and not fsio.is_dir(out):
         raise ConfigError(f"--out: {out} is a file, not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out.parent)
     remove_stale(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_PARTIAL}{os.getpid()}-", dir=out.parent))
     try:
         yield tmp
         commit(tmp, out, source)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fsio.remove_tree(tmp)
 
 
 def remove_stale(out: Path) -> None:
     """Remove staging folders of earlier prepares into `out` whose process no longer runs."""
-    for folder in out.parent.glob(f".{out.name}{_PARTIAL}*"):
-        pid = folder.name[len(out.name) + 1 + len(_PARTIAL):].split("-", 1)[0]
+    for name in fnmatch.filter(fsio.listdir(out.parent), f".{out.name}{_PARTIAL}*"):
+        pid = name[len(out.name) + 1 + len(_PARTIAL):].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
+            fsio.remove_tree(out.parent / name)
 
 
 def _alive(pid: int) -> bool:
@@ -63,35 +64,36 @@ def _alive(pid: int) -> bool:
 
 def commit(tmp: Path, out: Path, source: str) -> None:
     """Move the finished dataset in `tmp` into `out` (see the module docstring for the order)."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
+    if not fsio.exists(out) or (fsio.is_dir(out) and not fsio.listdir(out)):
+        if fsio.exists(out):
+            fsio.remove_tree(out)  # an empty folder
+        fsio.rename(tmp, out)
         return
     for folder in (out, out / "test"):
-        (folder / "dataset.json").unlink(missing_ok=True)
+        fsio.remove(folder / "dataset.json")
     clear_outputs(out, source)
-    if (tmp / "test").is_dir():
+    if fsio.is_dir(tmp / "test"):
         _move_split(tmp / "test", out / "test")
     _move_split(tmp, out)
 
 
 def _move_split(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(src.iterdir()):
-        if entry.name not in ("dataset.json", "test"):
-            os.replace(entry, dst / entry.name)
-    if (src / "dataset.json").exists():
-        os.replace(src / "dataset.json", dst / "dataset.json")
+    fsio.makedirs(dst)
+    for name in fsio.listdir(src):
+        if name not in ("dataset.json", "test"):
+            fsio.rename(src / name, dst / name)
+    if fsio.exists(src / "dataset.json"):
+        fsio.rename(src / "dataset.json", dst / "dataset.json")
 
 
 def clear_outputs(out: Path, source: str) -> None:
     """Remove what an earlier prepare wrote to `out`, so no stale shard or split lingers."""
     for folder in (out, out / "test"):
-        if not folder.is_dir():
+        if not fsio.is_dir(folder):
             continue
-        stale = [folder / "manifest.parquet", folder / "dataset.json"]
+        stale = ["manifest.parquet", "dataset.json"]
         if source != "wds":  # wds outputs hold no shards; its input may even be `out` itself
-            stale += list(folder.glob("shard-*.tar")) + list(folder.glob("shard-*.tar.tmp"))
-        for path in stale:
-            path.unlink(missing_ok=True)
+            stale += fnmatch.filter(fsio.listdir(folder), "shard-*.tar")
+            stale += fnmatch.filter(fsio.listdir(folder), "shard-*.tar.tmp")
+        for name in stale:
+            fsio.remove(folder / name)

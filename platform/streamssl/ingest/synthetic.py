@@ -31,7 +31,7 @@ import numpy as np
 
 from streamssl.errors import ConfigError
 from streamssl.ingest.arrays import ArraySplit, prepare_array_split
-from streamssl.ingest.options import PrepareOptions
+from streamssl.ingest.prepare_options import PrepareOptions
 
 GENERATOR_VERSION = 2  # part of the dataset cache key: a new generator must not reuse old images
 
@@ -125,7 +125,8 @@ def make_split(classes: int, samples_per_class: int, size: int, seed: int, strea
     return ArraySplit(render(labels, size, rng), {"label": labels}, {"label": names}, ids)
 
 
-def _options(options: dict) -> dict:
+def parse_options(options: dict) -> dict:
+    """The synthetic source's options over DEFAULTS; ConfigError names a bad one as its flag."""
     merged = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     minimum = {"classes": 1, "samples_per_class": 1, "size": 4, "seed": 0}
     for name, low in minimum.items():
@@ -141,7 +142,7 @@ def prepare_source(path: Path | None, out: Path, opts: PrepareOptions, **options
     that per class, at least 1, from an independent random stream) to `out/test`."""
     if path is not None:
         raise ConfigError(f"PATH: the synthetic source takes no input path (got {path})")
-    o = _options(options)
+    o = parse_options(options)
     test_per_class = max(1, o["samples_per_class"] // 5)
     common = {"options": o}
     test = make_split(o["classes"], test_per_class, o["size"], o["seed"], stream=1)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ingest.dataset import TASK_COLUMNS, collect_rows, write_dataset
-from streamssl.ingest.options import PrepareOptions
 from streamssl.ingest.parallel import run_tasks, want_ray
+from streamssl.ingest.prepare_options import PrepareOptions
 from streamssl.ingest.reader import split_name
 from streamssl.ingest.stats import decoded_stats
 
@@ -187,7 +188,7 @@ def index_split(folder: Path, out: Path, opts: PrepareOptions, arg: str) -> tupl
 def _write(
     folder: Path, out: Path, rows, skipped, names: list[str], opts: PrepareOptions, extra: dict
 ) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out)
     mean, std = decoded_stats(folder, rows) if opts.verify and len(rows) else (None, None)
     return write_dataset(
         out,

@@ -9,8 +9,9 @@ later scan.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from streamssl import fsio
 
 BLOCK = 512
 DEFAULT_SHARD_SIZE = 10_000  # samples per shard
@@ -110,7 +111,7 @@ class ShardWriter:
     def _open_next(self) -> None:
         self.close()
         self.number += 1
-        self._file = open(self.out_dir / (self.name + ".tmp"), "wb")  # noqa: SIM115 (closed in close())
+        self._file = fsio.AtomicFile(fsio.join(self.out_dir, self.name))  # shard.tar.tmp until closed
         self._count = self._pos = 0
 
     def close(self) -> None:
@@ -118,8 +119,7 @@ class ShardWriter:
         if self._file is None:
             return
         self._file.write(b"\0" * (2 * BLOCK))
-        self._file.close()
-        os.replace(self.out_dir / (self.name + ".tmp"), self.out_dir / self.name)
+        self._file.commit()
         self._file = None
 
     def __enter__(self) -> ShardWriter:
@@ -129,8 +129,7 @@ class ShardWriter:
         """Drop the shard being written: a failed task leaves no complete-looking partial shard."""
         if self._file is None:
             return
-        self._file.close()
-        (self.out_dir / (self.name + ".tmp")).unlink(missing_ok=True)
+        self._file.discard()
         self._file = None
 
     def __exit__(self, exc_type, *exc) -> None:

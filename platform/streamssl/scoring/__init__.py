@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 
 
@@ -71,7 +71,7 @@ def score_dataset(dataset_dir: str | Path, by: str, column: str | None = None, *
         ConfigError: not a prepared dataset, unknown scorer, parameter or label column, fewer
             than 2 classes, or a column name that would overwrite the dataset's own data.
     """
-    from streamssl.ingest import load_dataset_info, read_manifest
+    from streamssl.ingest.reader import label_info, load_dataset_info, read_manifest
     from streamssl.scoring.images import NumThreads
     from streamssl.scoring.manifest import check_column_name, dataset_lock, write_score
 
@@ -79,7 +79,7 @@ def score_dataset(dataset_dir: str | Path, by: str, column: str | None = None, *
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads: must be None or an integer >= 1, got {threads!r}")
     scorer, params = _resolve(by, params)
-    if not os.path.isdir(dataset_dir):
+    if not fsio.is_dir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
     info = load_dataset_info(dataset_dir)
     column = column or scorer.column
@@ -92,7 +92,8 @@ def score_dataset(dataset_dir: str | Path, by: str, column: str | None = None, *
         record = {"method": by, "params": dataclasses.asdict(params), "seed": seed,
                   "label_column": label_column, "sha256": hashlib.sha256(values.astype("<f4").tobytes()).hexdigest()}
         write_score(dataset_dir, column, values, record)
-    return {"column": column, **record, **_stats(values, labels, _class_names(info, label_column)),
+    names = (label_info(info, label_column) or {}).get("class_names")
+    return {"column": column, **record, **_stats(values, labels, names),
             "seconds": time.perf_counter() - start}
 
 
@@ -136,13 +137,6 @@ def _labels(manifest, label_column: str) -> np.ndarray:
     return labels
 
 
-def _class_names(info: dict, label_column: str) -> list | None:
-    columns = info.get("label_columns") or {}
-    if label_column in columns:
-        return columns[label_column].get("class_names")
-    return info.get("class_names") if label_column == "label" else None
-
-
 def _stats(values: np.ndarray, labels: np.ndarray, names: list | None) -> dict:
     """Overall quantiles and the classes with the lowest / highest median score (medians: a few
     confidently misclassified samples must not make a class look hard)."""
@@ -175,14 +169,12 @@ def ensure_scored(dataset_dir: str | Path, order_by: str | None, *, progress: bo
         re-scoring rebuilds streams ordered by it), else None. Unknown columns are left to the
         stream builder to report.
     """
-    import pyarrow.parquet as pq
-
     from streamssl.ingest import load_dataset_info
 
     if not order_by:
         return None
     column = order_by[1:] if order_by.startswith("-") else order_by
-    present = pq.read_schema(Path(dataset_dir) / "manifest.parquet").names
+    present = fsio.parquet_columns(fsio.join(dataset_dir, "manifest.parquet"))
     if column not in present and column in DEFAULT_COLUMNS:
         return score_dataset(dataset_dir, DEFAULT_COLUMNS[column], progress=progress)["sha256"]
     record = (load_dataset_info(dataset_dir).get("scores") or {}).get(column)

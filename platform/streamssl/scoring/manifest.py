@@ -1,17 +1,15 @@
 """Adding a score column to a prepared dataset: manifest.parquet and dataset.json, atomically.
 
-Each file is written to a temporary name in the same folder and renamed over the original, so a
-reader sees the old or the new file, never half of one; a lock file serializes concurrent
-scorers of one dataset (each rewrites the whole manifest, so they would otherwise drop each
-other's columns). Rows, their order and every other column are kept, so streams built from the
-dataset (which point at shard offsets, not at the manifest) stay valid.
+Each file is replaced atomically (`streamssl.fsio`), so a reader sees the old or the new file,
+never half of one; a lock file serializes concurrent scorers of one dataset (each rewrites the
+whole manifest, so they would otherwise drop each other's columns). Rows, their order and every
+other column are kept, so streams built from the dataset (which point at shard offsets, not at
+the manifest) stay valid.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
-import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
+from streamssl.ingest.dataset import write_info
 
 # Written by `streamssl prepare`; a score must never replace them.
 CORE_COLUMNS = frozenset({"key", "index", "shard", "offset", "nbytes", "size", "ext", "width", "height"})
@@ -60,8 +60,8 @@ def write_score(dataset_dir: str | Path, column: str, values: np.ndarray, record
     The caller holds `dataset_lock`. The manifest is replaced first: a crash in between leaves
     a column that dataset.json does not list yet, which re-scoring with --force repairs.
     """
-    path = Path(dataset_dir) / "manifest.parquet"
-    table = pq.read_table(path)
+    path = fsio.join(dataset_dir, "manifest.parquet")
+    table = fsio.read_table(path)
     if table.num_rows != len(values):
         raise ConfigError(f"{dataset_dir}: manifest has {table.num_rows} rows but {len(values)} scores "
                           "(changed while scoring?)")
@@ -70,19 +70,8 @@ def write_score(dataset_dir: str | Path, column: str, values: np.ndarray, record
         table = table.set_column(table.column_names.index(column), column, array)
     else:
         table = table.append_column(column, array)
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
-    info_path = Path(dataset_dir) / "dataset.json"
-    info = json.loads(info_path.read_text())
+    with fsio.atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    info = fsio.read_json(fsio.join(dataset_dir, "dataset.json"))
     info["scores"] = {**(info.get("scores") or {}), column: record}
-    # the layout `prepare` writes: one top-level field per line, values compact
-    text = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in info.items()) + "\n}\n"
-    _atomic(info_path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_info(dataset_dir, info)  # the layout `prepare` writes

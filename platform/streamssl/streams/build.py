@@ -43,33 +43,33 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     Returns:
         The stream.json dict.
     """
-    from streamssl.ingest import load_dataset_info, read_manifest
+    from streamssl.ingest.reader import label_info, load_dataset_info, read_manifest, shard_root
 
-    if not os.path.isdir(dataset_dir):
+    if not fsio.is_dir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
     # Ray workers may run in another working directory: they get absolute paths
     dataset_dir, out_dir = os.path.abspath(dataset_dir), os.path.abspath(out_dir)
     info = load_dataset_info(dataset_dir)
     manifest = read_manifest(dataset_dir)
     labels = _label_column(manifest, label_column)
-    names = _class_names(info, label_column)
+    names = (label_info(info, label_column) or {}).get("class_names")
     if kind != "custom" and order_by is not None:
         raise ConfigError("--order-by: only the custom kind orders by a column")
     plan = plan_stream(labels, kind, samples_per_class=samples_per_class, blend_ratio=blend_ratio,
                        class_order=load_class_order(class_order, names), seed=seed,
                        classes_per_segment=classes_per_segment,
                        order_by=None if order_by is None else _order_column(manifest, order_by))
-    root = Path(dataset_dir) if info.get("shard_root", ".") == "." else Path(info["shard_root"])
+    root = shard_root(dataset_dir, info)
     table = planned_table(manifest, plan, root, label_column)
     init_ray(address=address)  # only now: argument errors above must not wait for Ray
     index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
-    with fsio.atomic_path(os.path.join(out_dir, "index.parquet")) as tmp:
+    with fsio.atomic_path(fsio.join(out_dir, "index.parquet")) as tmp:
         pq.write_table(index, tmp)
     summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
                            label_column=label_column, classes_per_segment=classes_per_segment,
                            shard_size=shard_size, args=args or {})
     # whole or absent: a run's stream cache takes a folder with stream.json as finished
-    fsio.write_text(os.path.join(out_dir, "stream.json"), json.dumps(summary, indent=1))
+    fsio.write_text(fsio.join(out_dir, "stream.json"), json.dumps(summary, indent=1))
     if skipped:
         first = skipped[0]
         print(f"warning: skipped {len(skipped)} bad sample(s), first {first['shard']} key {first['key']}: "
@@ -92,13 +92,6 @@ def _order_column(manifest: pd.DataFrame, spec: str) -> list[np.ndarray]:
     have = f"score columns: {', '.join(scores)}" if scores else "no score columns yet"
     return order_keys(manifest, spec, f"{have}; `streamssl score DATASET_DIR --by loss|class-distance` adds "
                                       "difficulty_loss / difficulty_class_distance, `streamssl columns` joins others")
-
-
-def _class_names(info: dict, label_column: str) -> list[str] | None:
-    columns = info.get("label_columns") or {}
-    if label_column in columns:
-        return columns[label_column].get("class_names")
-    return info.get("class_names") if label_column == "label" else None
 
 
 def load_class_order(class_order, names: list[str] | None = None):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
-import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import ConfigError, DataError
 
 
@@ -17,10 +14,9 @@ def stream_info(stream_dir: str) -> dict:
     Raises:
         ConfigError: the folder holds no stream.
     """
-    path = os.path.join(stream_dir, "stream.json")
+    path = fsio.join(stream_dir, "stream.json")
     try:
-        with open(path) as f:
-            return json.load(f)
+        return fsio.read_json(path)
     except FileNotFoundError:
         raise ConfigError(f"STREAM_DIR: {stream_dir} has no stream.json (not a stream)") from None
     except (OSError, ValueError) as err:
@@ -29,7 +25,7 @@ def stream_info(stream_dir: str) -> dict:
 
 def index_column(stream_dir: str, column: str) -> np.ndarray:
     """(L,) one index.parquet column in stream order, e.g. `label`."""
-    path = os.path.join(stream_dir, "index.parquet")
-    if not os.path.isfile(path):
+    path = fsio.join(stream_dir, "index.parquet")
+    if not fsio.is_file(path):
         raise ConfigError(f"STREAM_DIR: {stream_dir} has no index.parquet (not a stream)")
-    return pq.read_table(path, columns=[column])[column].to_numpy()
+    return fsio.read_table(path, columns=[column])[column].to_numpy()

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamssl import fsio
 from streamssl.errors import ConfigError, DataError
 from streamssl.streams.tario import ShardWriter, split_samples
 
@@ -68,8 +69,8 @@ def write_shard(plan_path: str, out_dir: str, shard: int) -> pa.Table:
         reason ("" if written), fatal (the shard itself could not be written).
     """
     try:
-        rows = pq.ParquetFile(plan_path).read_row_group(shard).to_pydict()
-        return _write_rows(rows, os.path.join(out_dir, SHARD_PATTERN.format(shard)))
+        rows = fsio.parquet_file(plan_path).read_row_group(shard).to_pydict()
+        return _write_rows(rows, fsio.join(out_dir, SHARD_PATTERN.format(shard)))
     except Exception as err:  # noqa: BLE001 (reported in one line by the driver)
         return pa.table({"pos": [-1], "offset": [-1], "nbytes": [-1],
                          "reason": [f"{SHARD_PATTERN.format(shard)}: {type(err).__name__}: {err}"],
@@ -81,7 +82,7 @@ def _write_rows(rows: dict[str, list], path: str) -> pa.Table:
     offset, nbytes, reason = np.full(n, -1, np.int64), np.full(n, -1, np.int64), [""] * n
     label_names = [c for c in rows if c == "dataset_label" or c.endswith("_label")]
     files: dict[str, object] = {}
-    writer = ShardWriter(path + ".tmp")
+    writer = ShardWriter(path)  # path + ".tmp" until it is complete
     try:
         for i in range(n):
             try:
@@ -92,11 +93,13 @@ def _write_rows(rows: dict[str, list], path: str) -> pa.Table:
             meta = {"key": rows["key"][i], "pos": rows["pos"][i], **{c: rows[c][i] for c in label_names}}
             offset[i], nbytes[i] = writer.write(f"{rows['pos'][i]:010d}", {
                 image_ext: data, "cls": str(rows["label"][i]).encode(), "json": json.dumps(meta).encode()})
+    except BaseException:
+        writer.abort()
+        raise
     finally:
-        writer.close()
         for f in files.values():
             f.close()
-    os.replace(path + ".tmp", path)
+    writer.close()
     return pa.table({"pos": rows["pos"], "offset": offset, "nbytes": nbytes, "reason": reason,
                      "fatal": np.zeros(n, bool)}, schema=_RESULT_SCHEMA)
 
@@ -105,7 +108,7 @@ def _read_image(files: dict, rows: dict[str, list], i: int) -> tuple[str, bytes]
     """The encoded image of planned row i, read by offset and checked against the manifest."""
     src, key = rows["src"][i], rows["key"][i]
     if src not in files:
-        files[src] = open(src, "rb")  # noqa: SIM115 (closed by the caller)
+        files[src] = fsio.open_input(src)  # closed by the caller
     f = files[src]
     f.seek(rows["src_offset"][i])
     want = rows["src_nbytes"][i]
@@ -147,10 +150,11 @@ def materialize(table: pa.Table, out_dir: str, *, shard_size: int, strict: bool,
 
     if shard_size < 1:
         raise ConfigError(f"--shard-size: {shard_size} must be >= 1")
-    os.makedirs(out_dir, exist_ok=True)
+    fsio.makedirs(out_dir)
     _remove_outputs(out_dir)
-    plan_path = os.path.join(out_dir, _PLAN_FILE)
-    pq.write_table(table, plan_path, row_group_size=shard_size)
+    plan_path = fsio.join(out_dir, _PLAN_FILE)
+    with fsio.atomic_path(plan_path) as tmp:
+        pq.write_table(table, tmp, row_group_size=shard_size)
     num_shards = -(-table.num_rows // shard_size)
     results = []
     try:
@@ -161,17 +165,17 @@ def materialize(table: pa.Table, out_dir: str, *, shard_size: int, strict: bool,
                 results.append(result)
                 bar.update(result.num_rows)
     finally:
-        os.remove(plan_path)
+        fsio.remove(plan_path)
     return _index(table, pa.concat_tables(results), shard_size)
 
 
 def _remove_outputs(out_dir: str) -> None:
-    if os.path.exists(os.path.join(out_dir, "dataset.json")):
+    if fsio.exists(fsio.join(out_dir, "dataset.json")):
         raise ConfigError(f"--out: {out_dir} holds a prepared dataset; choose another folder")
-    for name in os.listdir(out_dir):
+    for name in fsio.listdir(out_dir):
         if (name.startswith("stream-") and name.endswith((".tar", ".tar.tmp"))) or name in (
                 "index.parquet", "stream.json", _PLAN_FILE):
-            os.remove(os.path.join(out_dir, name))
+            fsio.remove(fsio.join(out_dir, name))
 
 
 def _check(result: pa.Table, table: pa.Table, strict: bool) -> None:

@@ -1,4 +1,4 @@
-"""Stream plans: the SCALE stream protocol (method-spec section 3) as one vectorized function.
+"""Stream plans: the SCALE stream protocol (docs/method-spec.md §3) as one vectorized function.
 
 A plan is an int64 array of row indices into a dataset's label array, in stream order. It is a
 pure function of (labels, arguments, seed): every random draw comes from a PCG64 generator seeded
@@ -22,7 +22,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # what `prepare` writes to name a sample, its shard and format: identities, not orders
 _IDENTIFIER_COLUMNS = frozenset({"key", "shard", "ext"})
 
-# SCALE's seq-im patterns: which segments get n/2 (1) rather than n (0), method-spec 3.3
+# SCALE's seq-im patterns: which segments get n/2 (1) rather than n (0), docs/method-spec.md §3.3
 _HALF_PATTERNS = {
     10: np.array([1, 0, 1, 0, 1, 1, 0, 1, 1, 0], dtype=bool),
     20: np.isin(np.arange(20), [0, 4, 9, 14, 19]),
@@ -206,7 +206,7 @@ def _choose(sample_rank: np.ndarray, want: np.ndarray, seed: int) -> np.ndarray:
 
 def blend_boundaries(plan: np.ndarray, sizes: np.ndarray, blend_ratio: float,
                      rng: np.random.Generator) -> np.ndarray:
-    """SCALE's blurred boundaries (method-spec 3.2), all boundaries at once.
+    """SCALE's blurred boundaries (docs/method-spec.md §3.2), all boundaries at once.
 
     At boundary c (segment c starts at s_c), with m = int(min(n_{c-1}, n_c) * blend_ratio / 2),
     positions s_c - 1 - i and s_c + i (i < m) swap with probability p_i = 0.5 - 0.45 * i / m.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamssl import fsio
 from streamssl.streams.layout import index_column, stream_info
 
 _BINS = 400  # position bins per panel
@@ -42,7 +43,8 @@ def plot_stream_classes(stream_dirs: list[str], out_png: str, class_names: list[
         _label_classes(ax, class_names or info.get("class_names"), share.shape[0])
     axes[-1, 0].set_xlabel("stream position")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=130)
+    with fsio.atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=130)
     plt.close(fig)
     return out_png
 

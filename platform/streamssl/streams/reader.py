@@ -9,14 +9,12 @@ while `preserve_order` keeps their output in stream order. No global sort happen
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray.data
 import ray.exceptions
 from ray.data import Datasource
@@ -24,6 +22,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import ReadTask
 from ray.data.extensions import ArrowTensorArray
 
+from streamssl import fsio
 from streamssl.errors import ConfigError, DataError
 from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
@@ -111,8 +110,8 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
     """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each."""
     if len(rows) == 0:
         return []
-    index = pq.read_table(os.path.join(stream_dir, "index.parquet"),
-                          columns=["pos", "shard", "offset", "nbytes"], read_dictionary=["shard"])
+    index = fsio.read_table(fsio.join(stream_dir, "index.parquet"),
+                            columns=["pos", "shard", "offset", "nbytes"], read_dictionary=["shard"])
     shard = index["shard"].combine_chunks()
     codes, pos = shard.indices.to_numpy()[rows], index["pos"].to_numpy()[rows]
     offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
@@ -123,7 +122,7 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
     new_range = new_chunk | np.r_[True, (codes[1:] != codes[:-1]) | (gap < 0) | (gap > MAX_GAP_BYTES)]
     starts = np.flatnonzero(new_range)
     stops = np.r_[starts[1:], len(rows)] - 1
-    names = [os.path.join(stream_dir, name) for name in shard.dictionary.to_pylist()]
+    names = [fsio.join(stream_dir, name) for name in shard.dictionary.to_pylist()]
     ranges = [(names[codes[a]], int(offset[a]), int(offset[b] + nbytes[b])) for a, b in zip(starts, stops)]
     range_chunk = np.cumsum(new_chunk)[starts] - 1
     first_range = np.searchsorted(range_chunk, np.arange(range_chunk[-1] + 2))
@@ -158,7 +157,7 @@ class _StreamDatasource(Datasource):
 def _read_chunk(chunk: ReadChunk, size) -> Iterator[pa.Table]:
     buffers = []
     for path, start, stop in chunk.ranges:
-        with open(path, "rb") as f:
+        with fsio.open_input(path) as f:
             f.seek(start)
             buffers.append((path, f.read(stop - start)))
     batch = decode_samples(buffers, chunk.positions, size)

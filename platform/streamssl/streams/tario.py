@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import tarfile
 
+from streamssl import fsio
 from streamssl.ingest.writer import tar_sample
 
 _BLOCK = 512
@@ -83,11 +84,11 @@ class ShardWriter:
     the same stream gives byte-identical shards.
 
     Args:
-        path: output file.
+        path: output file; it appears there complete on `close()` (`streamssl.fsio.AtomicFile`).
     """
 
     def __init__(self, path: str):
-        self._file = open(path, "wb")  # noqa: SIM115 (closed in close())
+        self._file = fsio.AtomicFile(path)
         self._offset = 0
 
     def write(self, key: str, members: dict[str, bytes]) -> tuple[int, int]:
@@ -99,4 +100,8 @@ class ShardWriter:
 
     def close(self) -> None:
         self._file.write(b"\0" * 1024)  # end-of-archive marker
-        self._file.close()
+        self._file.commit()
+
+    def abort(self) -> None:
+        """Drop the shard: nothing appears at the output path."""
+        self._file.discard()

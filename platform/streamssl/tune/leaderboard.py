@@ -14,12 +14,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, first_line
 from streamssl.fsio import write_text
-from streamssl.tune.spec import TEST_METRICS, SearchSpec, plain_params, trial_config
+from streamssl.tune.spec import SORT_COLUMN, TEST_METRICS, SearchSpec, plain_params, trial_config
 from streamssl.tune.trial import validation_stats
 
-SORT_COLUMN = {"val_knn": "val_knn", "val_knn_auc": "val_knn_auc", "knn": "final_knn", "knn_auc": "knn_auc"}
 FRACTION = 0.2  # "kNN at 20% of the stream"
 PERCENT_COLUMNS = ("val_knn", "val_knn_auc", "final_knn", "knn_at_20", "knn_auc")
 
@@ -40,7 +39,7 @@ def records_from_results(grid, spec: SearchSpec) -> list[TrialRecord]:
     records = []
     for result in grid:
         params = {key: (result.config or {}).get(key) for key in keys}
-        error = str(result.error).strip().splitlines()[0] if result.error else None
+        error = first_line(result.error) if result.error else None
         wall = (result.metrics or {}).get("time_total_s", float("nan"))
         records.append(TrialRecord(Path(result.path).name, plain_params(params), error, float(wall)))
     return records
@@ -96,7 +95,7 @@ def best_row(frame: pd.DataFrame) -> dict | None:
 
 def write_outputs(spec: SearchSpec, records: list[TrialRecord], out: Path) -> pd.DataFrame:
     """Write leaderboard.md/.csv, best.yaml (if any trial completed) and the figures into OUT."""
-    from streamssl.tune import plots
+    from streamssl.tune import plots  # matplotlib only when figures are drawn
 
     frame = leaderboard(records, out / "trials", spec.metric, spec.mode)
     write_text(out / "leaderboard.csv", frame.to_csv(index=False))

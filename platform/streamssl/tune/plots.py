@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from streamssl.fsio import atomic_path  # noqa: E402
-from streamssl.tune.leaderboard import SORT_COLUMN  # noqa: E402
-from streamssl.tune.spec import SearchSpec  # noqa: E402
+from streamssl.tune.spec import SORT_COLUMN, SearchSpec  # noqa: E402
 
 TOP = 5
 DPI = 110

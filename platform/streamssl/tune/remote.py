@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
+from streamssl import fsio
 from streamssl.tune.spec import SearchSpec
 
 SPEC_FILE = "search.yaml"
@@ -65,8 +65,8 @@ def submit(client, job: TuneJob) -> str:
     from streamssl.jobs import api_errors, runtime_env
 
     with tempfile.TemporaryDirectory(prefix="streamssl-tune-") as folder:
-        (Path(folder) / SPEC_FILE).write_text(job.spec_text)
-        (Path(folder) / BASE_FILE).write_text(job.base_text)
+        fsio.write_text(fsio.join(folder, SPEC_FILE), job.spec_text)
+        fsio.write_text(fsio.join(folder, BASE_FILE), job.base_text)
         with api_errors(client.get_address()):
             return client.submit_job(entrypoint=job.entrypoint, submission_id=job.job_id,
                                      runtime_env=runtime_env(folder), metadata=job.metadata)

@@ -11,6 +11,7 @@ import logging
 import os
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import ConfigError, StreamSSLError
 from streamssl.tune.spec import SearchSpec, candidate_config
 
@@ -26,9 +27,9 @@ def run_search(spec: SearchSpec, out: str | Path, resume: bool = False, verbose:
 
     out = Path(out).resolve()
     experiment = out / EXPERIMENT
-    if resume and not experiment.is_dir():
+    if resume and not fsio.is_dir(experiment):
         raise StreamSSLError(f"--resume: {out} holds no search to resume (no {EXPERIMENT}/ folder)")
-    if not resume and experiment.exists():
+    if not resume and fsio.exists(experiment):
         raise StreamSSLError(f"{out} already holds a search; pass --resume to continue it, or pick another --out")
     # a loaded machine can take longer than Ray's 60 s to start a trial's workers; a timeout would
     # fail the trial (set before Ray starts: its processes inherit the environment)
@@ -36,7 +37,7 @@ def run_search(spec: SearchSpec, out: str | Path, resume: bool = False, verbose:
     init_ray()
     pinned = prepare_data(spec)
     check_resources(spec, pinned)
-    out.mkdir(parents=True, exist_ok=True)
+    fsio.makedirs(out)
     tuner = _restore(spec, out, pinned) if resume else build_tuner(spec, out, pinned, verbose)
     return tuner.fit()
 

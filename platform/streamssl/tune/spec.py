@@ -24,6 +24,8 @@ ALGORITHMS = {"random": "random", "grid": "grid", "tpe": "tpe", "optuna": "tpe"}
 VAL_METRICS = ("val_knn", "val_knn_auc")
 TEST_METRICS = ("knn", "knn_auc")
 METRICS = VAL_METRICS + TEST_METRICS
+# the leaderboard column that ranks trials by each search metric
+SORT_COLUMN = {"val_knn": "val_knn", "val_knn_auc": "val_knn_auc", "knn": "final_knn", "knn_auc": "knn_auc"}
 SPEC_KEYS = ("base", "overrides", "space", "search")
 SEARCH_KEYS = ("algorithm", "num_samples", "metric", "mode", "max_concurrent", "seed", "asha")
 ASHA_KEYS = ("grace", "reduction_factor")
