@@ -61,7 +61,8 @@ class Method(nn.Module):
         backbone_dim: the backbone's output width (what kNN, probes and PSA read).
         proj_dim: the width of `project`'s output and of `StepOutput.features` (what the buffer's
             EMA tracks); subclasses set it from `model.proj_dim` or their own default.
-        crop_params: the training augmentation (`two_views` and SCALE's memory embeddings read it).
+        crop_params: the training augmentation, read by the default `two_views` (a method that
+            overrides `two_views`, as BYOL with its two recipes, need not set it).
     """
 
     Params: ClassVar[type[MethodParams]] = MethodParams
