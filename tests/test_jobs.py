@@ -14,8 +14,7 @@ import ray.job_submission  # noqa: F401 - import now: Ray's log handler binds th
 import yaml
 
 from rayhead import free_ports
-from streamssl import config as cfg
-from streamssl import jobs
+from streamssl import jobs, resolve
 from streamssl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +47,7 @@ def test_submit_follow_succeeds_and_writes_report(ray_head, client_env, tmp_path
     assert run["status"] == "completed" and run["method"] == "imai"
     assert "Final kNN accuracy" in (out / "report.md").read_text()
     # the job ran the config resolved here, overrides included
-    assert yaml.safe_load((out / "config.yaml").read_text()) == cfg.load(SMOKE, MICRO).to_dict()
+    assert yaml.safe_load((out / "config.yaml").read_text()) == resolve.load(SMOKE, MICRO).to_dict()
 
     info = JobSubmissionClient(ray_head).get_job_info(job_id)
     assert info.job_id is not None  # its driver joined this cluster instead of starting a private Ray
@@ -121,7 +120,7 @@ def test_token_goes_only_into_the_header(client_env, monkeypatch, tmp_path):
 
 def test_submission_ships_the_package_and_a_resolved_pipeline(tmp_path):
     job = jobs.prepare(SMOKE, ["learner.k=1"], env={"A": "1"})
-    assert job.config == cfg.load(SMOKE, ["learner.k=1"])
+    assert job.config == resolve.load(SMOKE, ["learner.k=1"])
     assert job.entrypoint.startswith(f"python -m streamssl.cli run {job.job_id}.yaml --out ")
     assert '"${STREAMSSL_RUNS:-' in job.entrypoint and "--no-progress" in job.entrypoint
     env = jobs.runtime_env(tmp_path, job.env)

@@ -163,9 +163,10 @@ def _with_config(path, seed=0, **overrides):
     from pathlib import Path
 
     from streamssl import config as cfg
+    from streamssl import resolve
 
     smoke = Path(__file__).resolve().parents[1] / "pipelines" / "smoke.yaml"
-    cfg.dump(cfg.load(smoke, {"seed": seed, "name": path.name, **overrides}), path / "config.yaml")
+    cfg.dump(resolve.load(smoke, {"seed": seed, "name": path.name, **overrides}), path / "config.yaml")
     return path
 
 

@@ -173,10 +173,10 @@ class Submission:
 def prepare(pipeline: str | Path, overrides: list[str], out: str | None = None,
             env: dict[str, str] | None = None) -> Submission:
     """Resolve and validate the pipeline here (ConfigError names the key) before any network call."""
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.runner import git_sha
 
-    config = cfg.load(pipeline, overrides)
+    config = resolve.load(pipeline, overrides)
     job_id = submission_id(config.name)
     command = entrypoint(f"{job_id}.yaml", run_dir_arg(out, job_id))
     metadata = {"streamssl_pipeline": str(pipeline), "streamssl_overrides": " ".join(overrides),

@@ -1,68 +1,39 @@
 """Checks of a resolved RunConfig, one function per section; every failure names its key (exit 2).
 
 `validate` needs the config alone (types are already checked by `config`; here: ranges, choices,
-cross-key rules) and runs inside `config.load`, so `run`, `submit`, `tune` and `demo` reject a bad
-pipeline before any work. `check_before_work` needs the machine that runs the pipeline (data
-paths, GPUs, the Ray address) and runs first in `run_pipeline`; `check_dataset` runs once the
-dataset is prepared. Library errors met while preparing or streaming name the library's own
-argument; `dataset_key` and `stream_key` map those names to pipeline keys (`errors.renamed`).
+cross-key rules; the rules of the chosen method and policy are in `resolve`) and runs inside
+`resolve.load`, so `run`, `submit`, `tune` and `demo` reject a bad pipeline before any work.
+`check_before_work` needs the machine that runs the pipeline (data paths, GPUs, the Ray address)
+and runs first in `run_pipeline`; `check_dataset` runs once the dataset is prepared. Library errors
+met while preparing or streaming name the library's own argument; `dataset_key` and `stream_key`
+map those names to pipeline keys (`errors.renamed`).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from streamssl.checks import in_range, one_of, require
 from streamssl.errors import ConfigError, renamed
+from streamssl.train.replay import SCHEDULES
 
 if TYPE_CHECKING:
     from streamssl.config import RunConfig
 
 STREAM_KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
-SCHEDULES = ("accv", "minred")
 MIN_IMAGE_SIZE = 8  # cnn4 max-pools three times: a smaller input leaves no feature map
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _range(key: str, value: Any, low: float | None = None, high: float | None = None, *,
-           low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
-    """`value` is a finite number in the range (None too with `none_ok`), else ConfigError naming key."""
-    if value is None and none_ok:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        if low is not None and high is not None:
-            want = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        elif low is not None:
-            want = f"{'>' if low_open else '>='} {low}"
-        else:
-            want = f"<= {high}" if high is not None else "a finite number"
-        raise ConfigError(f"{key}: must be {want}{' or null' if none_ok else ''}, got {value!r}")
-
-
-def _choice(key: str, value: Any, choices: tuple) -> None:
-    _require(value in choices, f"{key}: one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 def validate(config: RunConfig) -> None:
     """Reject configs that would fail (or silently misbehave) later, before any work starts."""
-    for check in (_top, _dataset, _stream, _model, _learner, _buffer, _eval, _scaling, _dedup, _checkpoint,
-                  _method):
+    for check in (_top, _dataset, _stream, _model, _learner, _buffer, _eval, _scaling, _dedup, _checkpoint):
         check(config)
 
 
 def _top(config: RunConfig) -> None:
-    _range("seed", config.seed, 0)  # numpy's SeedSequence takes no negative seed
-    _require(bool(config.name.strip()), "name: must not be empty")
+    in_range("seed", config.seed, 0)  # numpy's SeedSequence takes no negative seed
+    require(bool(config.name.strip()), "name: must not be empty")
 
 
 def _dataset(config: RunConfig) -> None:
@@ -70,8 +41,8 @@ def _dataset(config: RunConfig) -> None:
     from streamssl.ingest.options import check_source_options
 
     ds = config.dataset
-    _require(ds.source in SOURCES, f"dataset.source: unknown source {ds.source!r} (choose from {', '.join(SOURCES)})")
-    _require(ds.dir is None or bool(ds.dir.strip()), "dataset.dir: must not be empty")
+    require(ds.source in SOURCES, f"dataset.source: unknown source {ds.source!r} (choose from {', '.join(SOURCES)})")
+    require(ds.dir is None or bool(ds.dir.strip()), "dataset.dir: must not be empty")
     with renamed(dataset_key):
         check_source_options(ds.source, ds.options)
 
@@ -80,132 +51,102 @@ def _stream(config: RunConfig) -> None:
     from streamssl.streams.plan import parse_order_by
 
     s = config.stream
-    _choice("stream.kind", s.kind, STREAM_KINDS)
+    one_of("stream.kind", s.kind, STREAM_KINDS)
     counts = s.samples_per_class if isinstance(s.samples_per_class, list) else [s.samples_per_class]
-    _require(len(counts) > 0, "stream.samples_per_class: an empty list; give a count or one per class")
+    require(len(counts) > 0, "stream.samples_per_class: an empty list; give a count or one per class")
     if s.samples_per_class is not None:
         for n in counts:
-            _require(isinstance(n, int) and not isinstance(n, bool) and n >= 1,
-                     f"stream.samples_per_class: counts must be integers >= 1, got {n!r}")
-    _range("stream.blend_ratio", s.blend_ratio, 0, 1)  # seq-bl's swap windows must not overlap
-    _require(bool(s.class_order), "stream.class_order: natural, random or a file of class ids or names")
-    _require(bool(s.label_column), "stream.label_column: must name a manifest column")
-    _range("stream.classes_per_segment", s.classes_per_segment, 1)
-    _range("stream.seed", s.seed, 0, none_ok=True)
+            require(isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+                    f"stream.samples_per_class: counts must be integers >= 1, got {n!r}")
+    in_range("stream.blend_ratio", s.blend_ratio, 0, 1)  # seq-bl's swap windows must not overlap
+    require(bool(s.class_order), "stream.class_order: natural, random or a file of class ids or names")
+    require(bool(s.label_column), "stream.label_column: must name a manifest column")
+    in_range("stream.classes_per_segment", s.classes_per_segment, 1)
+    in_range("stream.seed", s.seed, 0, none_ok=True)
     if s.kind == "custom":
-        _require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
+        require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
         with renamed({"order_by": "stream.order_by"}):
             parse_order_by(s.order_by)
     else:
-        _require(s.order_by is None, f"stream.order_by: only stream.kind custom orders by a column (kind is {s.kind})")
+        require(s.order_by is None, f"stream.order_by: only stream.kind custom orders by a column (kind is {s.kind})")
 
 
 def _model(config: RunConfig) -> None:
     from streamssl.models import BACKBONES
 
     m = config.model
-    _choice("model.backbone", m.backbone, tuple(BACKBONES))
-    _range("model.image_size", m.image_size, MIN_IMAGE_SIZE)
-    _range("model.read_size", m.read_size, 1, none_ok=True)
-    _range("model.proj_hidden_dim", m.proj_hidden_dim, 1, none_ok=True)
-    _range("model.proj_dim", m.proj_dim, 1, none_ok=True)
+    one_of("model.backbone", m.backbone, tuple(BACKBONES))
+    in_range("model.image_size", m.image_size, MIN_IMAGE_SIZE)
+    in_range("model.read_size", m.read_size, 1, none_ok=True)
+    in_range("model.proj_hidden_dim", m.proj_hidden_dim, 1, none_ok=True)
+    in_range("model.proj_dim", m.proj_dim, 1, none_ok=True)
 
 
 def _learner(config: RunConfig) -> None:
-    from streamssl.methods import METHODS
-
     learner = config.learner
-    _range("learner.stream_batch", learner.stream_batch, 1)
-    _range("learner.k", learner.k, 1)
-    _range("learner.lr", learner.lr, 0, low_open=True)
-    _range("learner.momentum", learner.momentum, 0, 1, high_open=True)
-    _range("learner.weight_decay", learner.weight_decay, 0)
-    _range("learner.lars_eta", learner.lars_eta, 0, low_open=True)
-    _range("learner.threads", learner.threads, 1, none_ok=True)
-    _choice("learner.schedule", learner.schedule, SCHEDULES)
-    _choice("learner.lr_schedule", learner.lr_schedule, ("constant", "cosine"))
-    for key in ("bf16", "channels_last"):
-        value = getattr(learner, key)
-        _require(value in ("auto", True, False), f"learner.{key}: auto, true or false, got {value!r}")
-    _require(learner.replay or learner.schedule == "accv",
-             "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
-    _require(not getattr(METHODS[config.method_name], "needs_stream_rows", False) or learner.schedule == "accv",
-             f"learner.schedule: method {config.method_name!r} needs the accv schedule, got {learner.schedule!r}")
+    in_range("learner.stream_batch", learner.stream_batch, 1)
+    in_range("learner.k", learner.k, 1)
+    in_range("learner.lr", learner.lr, 0, low_open=True)
+    in_range("learner.momentum", learner.momentum, 0, 1, high_open=True)
+    in_range("learner.weight_decay", learner.weight_decay, 0)
+    in_range("learner.lars_eta", learner.lars_eta, 0, low_open=True)
+    in_range("learner.threads", learner.threads, 1, none_ok=True)
+    one_of("learner.schedule", learner.schedule, tuple(SCHEDULES))
+    one_of("learner.lr_schedule", learner.lr_schedule, ("constant", "cosine"))
+    require(learner.bf16 in ("auto", True, False), f"learner.bf16: auto, true or false, got {learner.bf16!r}")
+    require(learner.replay or SCHEDULES[learner.schedule].stream_rows,
+            "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
 
 
 def _buffer(config: RunConfig) -> None:
-    from streamssl.buffers import POLICIES
-
     buffer, batch = config.buffer, config.learner.stream_batch
-    _require(buffer.policy in POLICIES, f"buffer.policy: unknown policy {buffer.policy!r} "
-             f"(known: {', '.join(sorted(POLICIES))})")
-    _require(buffer.size >= batch, f"buffer.size: must be >= learner.stream_batch ({batch}), got {buffer.size}")
-    _range("buffer.ema_alpha", buffer.ema_alpha, 0, 1, high_open=True)
-    _range("buffer.protect_new", buffer.protect_new, 0)
-    _require(buffer.protect_new * batch <= buffer.size,
-             f"buffer.protect_new: {buffer.protect_new} x learner.stream_batch ({batch}) protected samples "
-             f"exceed buffer.size ({buffer.size})")
+    require(buffer.size >= batch, f"buffer.size: must be >= learner.stream_batch ({batch}), got {buffer.size}")
+    in_range("buffer.ema_alpha", buffer.ema_alpha, 0, 1, high_open=True)
+    in_range("buffer.protect_new", buffer.protect_new, 0)
+    require(buffer.protect_new * batch <= buffer.size,
+            f"buffer.protect_new: {buffer.protect_new} x learner.stream_batch ({batch}) protected samples "
+            f"exceed buffer.size ({buffer.size})")
 
 
 def _eval(config: RunConfig) -> None:
     ev = config.eval
     for point in ev.points or []:
-        _range("eval.points", point, 0, 1)
-    _range("eval.memory_samples", ev.memory_samples, 1)
-    _range("eval.test_samples", ev.test_samples, 1)
-    _range("eval.val_samples", ev.val_samples, 0)  # 0: no validation subset
-    _range("eval.batch_size", ev.batch_size, 1)
-    _range("eval.knn_k", ev.knn_k, 1)
-    _require(ev.knn_k <= ev.memory_samples,
-             f"eval.knn_k: {ev.knn_k} neighbours need eval.memory_samples >= {ev.knn_k}, got {ev.memory_samples}")
-    _range("eval.knn_temperature", ev.knn_temperature, 0, low_open=True)
-    _choice("eval.knn_protocol", ev.knn_protocol, ("scale", "cosine"))
-    _choice("eval.bn", ev.bn, ("running", "recalibrate"))
-    _require(isinstance(ev.linear, bool) or ev.linear in ("end", "points", "off"),
-             f"eval.linear: end, points or off, got {ev.linear!r}")
-    _range("eval.linear_epochs", ev.linear_epochs, 1)
-    _range("eval.linear_lr", ev.linear_lr, 0, low_open=True)
-    _range("eval.linear_batch_size", ev.linear_batch_size, 1)
-    _range("eval.linear_weight_decay", ev.linear_weight_decay, 0)
+        in_range("eval.points", point, 0, 1)
+    in_range("eval.memory_samples", ev.memory_samples, 1)
+    in_range("eval.test_samples", ev.test_samples, 1)
+    in_range("eval.val_samples", ev.val_samples, 0)  # 0: no validation subset
+    in_range("eval.batch_size", ev.batch_size, 1)
+    in_range("eval.knn_k", ev.knn_k, 1)
+    require(ev.knn_k <= ev.memory_samples,
+            f"eval.knn_k: {ev.knn_k} neighbours need eval.memory_samples >= {ev.knn_k}, got {ev.memory_samples}")
+    in_range("eval.knn_temperature", ev.knn_temperature, 0, low_open=True)
+    one_of("eval.knn_protocol", ev.knn_protocol, ("scale", "cosine"))
+    one_of("eval.bn", ev.bn, ("running", "recalibrate"))
+    require(isinstance(ev.linear, bool) or ev.linear in ("end", "points", "off"),
+            f"eval.linear: end, points or off, got {ev.linear!r}")
+    in_range("eval.linear_epochs", ev.linear_epochs, 1)
+    in_range("eval.linear_lr", ev.linear_lr, 0, low_open=True)
+    in_range("eval.linear_batch_size", ev.linear_batch_size, 1)
+    in_range("eval.linear_weight_decay", ev.linear_weight_decay, 0)
 
 
 def _scaling(config: RunConfig) -> None:
-    _range("scaling.num_workers", config.scaling.num_workers, 1)
-    _range("scaling.cpus_per_worker", config.scaling.cpus_per_worker, 0, low_open=True, none_ok=True)
+    in_range("scaling.num_workers", config.scaling.num_workers, 1)
+    in_range("scaling.cpus_per_worker", config.scaling.cpus_per_worker, 0, low_open=True, none_ok=True)
 
 
 def _dedup(config: RunConfig) -> None:
     dd = config.dedup
-    _range("dedup.every", dd.every, 0)
-    _range("dedup.threshold", dd.threshold, -1, 1)  # a cosine
-    _range("dedup.max_fraction", dd.max_fraction, 0, 1, high_open=True)
+    in_range("dedup.every", dd.every, 0)
+    in_range("dedup.threshold", dd.threshold, -1, 1)  # a cosine
+    in_range("dedup.max_fraction", dd.max_fraction, 0, 1, high_open=True)
 
 
 def _checkpoint(config: RunConfig) -> None:
     ck = config.checkpoint
-    _range("checkpoint.every", ck.every, 0)
-    _range("checkpoint.keep", ck.keep, 1)
-    _range("checkpoint.max_failures", ck.max_failures, -1)  # -1: Ray Train retries forever
-
-
-# Rules every method's parameters follow by name; the method's own `validate` adds the rest.
-_METHOD_RANGES = {"lambda_": (0, None), "pred_dim": (1, None), "pred_hidden_dim": (1, None),
-                  "p_": (0, 1), "jitter_strength": (0, None), "distill_power": (0, None)}
-
-
-def _method(config: RunConfig) -> None:
-    params = config.method_params()
-    for name, value in vars(params).items():
-        key = f"method.{name}"
-        if isinstance(value, (tuple, list)):
-            for item in value:
-                _range(key, item)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            _range(key, value)
-        for prefix, (low, high) in _METHOD_RANGES.items():
-            if name == prefix or (prefix.endswith("_") and name.startswith(prefix)):
-                _range(key, value, low, high, none_ok=name == "pred_hidden_dim")
-    params.validate()
+    in_range("checkpoint.every", ck.every, 0)
+    in_range("checkpoint.keep", ck.keep, 1)
+    in_range("checkpoint.max_failures", ck.max_failures, -1)  # -1: Ray Train retries forever
 
 
 def dataset_key(name: str) -> str | None:
@@ -251,11 +192,11 @@ def _data_paths(config: RunConfig) -> None:
 
     ds, order = config.dataset, config.stream.class_order
     if order not in ("natural", "random"):
-        _require(Path(order).is_file(), f"stream.class_order: {order!r} is not natural, random or an existing file")
+        require(Path(order).is_file(), f"stream.class_order: {order!r} is not natural, random or an existing file")
     if ds.dir is not None:
-        _require(Path(ds.dir, "dataset.json").is_file(),
-                 f"dataset.dir: {ds.dir} holds no dataset.json (not a prepared dataset: `streamssl prepare "
-                 f"SOURCE [PATH] --out {ds.dir}` makes one; without dataset.dir a run prepares into its cache)")
+        require(Path(ds.dir, "dataset.json").is_file(),
+                f"dataset.dir: {ds.dir} holds no dataset.json (not a prepared dataset: `streamssl prepare "
+                f"SOURCE [PATH] --out {ds.dir}` makes one; without dataset.dir a run prepares into its cache)")
         check_dataset(config, Path(ds.dir))
         return
     with renamed(dataset_key):
@@ -278,14 +219,14 @@ def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
     import pyarrow.parquet as pq
 
     manifest = dataset_dir / "manifest.parquet"
-    _require(manifest.is_file(), f"dataset.dir: {dataset_dir} has no manifest.parquet (re-run `streamssl prepare`)")
+    require(manifest.is_file(), f"dataset.dir: {dataset_dir} has no manifest.parquet (re-run `streamssl prepare`)")
     import pyarrow as pa
 
     schema, column = pq.read_schema(manifest), config.stream.label_column
     usable = [f.name for f in schema if pa.types.is_integer(f.type) and not f.name.endswith("_name")]
     labels = [name for name in usable if name == "label" or name.endswith("_label")]
-    _require(column in usable, f"stream.label_column: {column!r} is not an integer column of {dataset_dir} "
-             f"(label columns: {', '.join(labels)})")
+    require(column in usable, f"stream.label_column: {column!r} is not an integer column of {dataset_dir} "
+            f"(label columns: {', '.join(labels)})")
     _order_column(config, schema.names, dataset_dir)
     if config.model.read_size is None:
         for split in (dataset_dir, dataset_dir / "test"):
@@ -301,9 +242,9 @@ def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> N
         return
     name, _ = parse_order_by(config.stream.order_by)
     scores = [c for c in columns if c.startswith("difficulty")] or ["none yet"]
-    _require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
-             f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
-             f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
+    require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
+            f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
+            f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
 
 
 def _same_image_sizes(split: Path) -> None:

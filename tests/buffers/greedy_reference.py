@@ -17,10 +17,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from streamssl.buffers import oldest
-from streamssl.buffers.neighbours import naive_greedy, quantize, threshold_units
+from streamssl.buffers.neighbours import quantize, similarity, threshold_units
 
 TOLERANCE = 1e-5
 NEG = float("-inf")
+
+
+def naive_greedy(q: Tensor, n_max: int, min_value: float = NEG) -> Tensor:
+    """Reference greedy on the grid: a full [N, N] similarity matrix and a full row-max scan per removal."""
+    sims = similarity(q, q)  # exact, hence exactly symmetric
+    sims.fill_diagonal_(NEG)
+    removed = []
+    for _ in range(n_max):
+        row_max = sims.max(dim=1).values
+        row = int(torch.argmax(row_max))
+        value = float(row_max[row])
+        if value == NEG or value < min_value:
+            break
+        removed.append(row)
+        sims[row, :] = NEG
+        sims[:, row] = NEG
+    return torch.tensor(removed, dtype=torch.long, device=q.device)
 
 
 def exact_cosines(features: Tensor) -> Tensor:

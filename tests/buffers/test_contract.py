@@ -1,11 +1,19 @@
-"""Every registered policy: valid removals, len <= capacity, deterministic, state round trip."""
+"""Every registered policy: valid removals, len <= capacity, deterministic, state round trip, declared
+defaults, `buffer.params` keys: a new POLICIES line is tested here."""
 
+import dataclasses
 import io
 
 import pytest
 import torch
 
-from streamssl.buffers import POLICIES, ReplayBuffer
+from streamssl import resolve
+from streamssl.buffers import POLICIES, ReplayBuffer, resize
+from streamssl.errors import ConfigError
+from streamssl.resolve import policy_params
+from streamssl.train.learner import Learner
+
+SMOKE = "pipelines/smoke.yaml"
 
 
 def _step(buf, step, b, gen):
@@ -24,7 +32,7 @@ def _run(name, steps, seed=0, capacity=20, b=6):
     for step in range(steps):
         _step(buf, step, b, gen)
         before = len(buf)
-        removed = buf.resize(policy, gen)
+        removed = resize(buf, policy, gen)
         assert removed.numel() == max(before - capacity, 0)
         assert removed.unique().numel() == removed.numel()
         assert ((removed >= 0) & (removed < before)).all()
@@ -57,7 +65,7 @@ def test_state_round_trip_gives_the_same_future(name):
     for step in range(5, 9):
         for b, p, g in ((buf, policy, gen), (twin_buf, twin, twin_gen)):
             _step(b, step, 6, g)
-            b.resize(p, g)
+            resize(b, p, g)
         assert buf.keys == twin_buf.keys
 
 
@@ -65,3 +73,29 @@ def test_state_round_trip_gives_the_same_future(name):
 def test_params_build_with_defaults(name):
     policy = POLICIES[name](POLICIES[name].Params())
     assert isinstance(policy.params, POLICIES[name].Params)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_declared_defaults(name):
+    cls = POLICIES[name]
+    assert isinstance(cls.embeds, bool)
+    cls.Params().validate()
+    policy = cls()
+    assert isinstance(policy.state_dict(), dict)
+    policy.load_state_dict(policy.state_dict())
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_params_field_is_a_buffer_params_key_and_reaches_the_learner(name):
+    defaults = POLICIES[name].Params()
+    params = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    config = resolve.load(SMOKE, {"method.name": "simclr", "buffer.policy": name, "buffer.params": params})
+    assert policy_params(config) == defaults
+    learner = Learner(config, torch.device("cpu"), total_updates=3)
+    assert isinstance(learner.policy, POLICIES[name]) and learner.policy.params == defaults
+    for i in range(3):
+        images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+        learner.observe(images, [f"k{i}_{j}" for j in range(16)], torch.full((16,), i))
+    assert len(learner.buffer) == config.buffer.size
+    with pytest.raises(ConfigError, match=rf"^buffer\.params\.bogus: not a parameter of policy '{name}'"):
+        resolve.load(SMOKE, {"buffer.policy": name, "buffer.params.bogus": 1})

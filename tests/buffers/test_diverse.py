@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from streamssl.buffers import Diverse, ReplayBuffer, select_diverse
+from streamssl.buffers import Diverse, ReplayBuffer, resize, select_diverse
 
 
 def _stream_step(buf, step, b, gen, dim, prototypes):
@@ -59,7 +59,7 @@ def test_cache_is_only_an_accelerator():
         n_remove = len(buf) - 40
         if n_remove > 0:
             assert torch.equal(warm.select(buf, n_remove, gen), Diverse().select(buf, n_remove, gen))
-            buf.resize(warm, gen)
+            resize(buf, warm, gen)
 
 
 def test_cache_survives_a_reload_of_an_older_buffer_state():
@@ -86,7 +86,7 @@ def test_a_cache_from_the_old_float32_grid_is_rebuilt_not_mixed_in():
     policy = Diverse()
     for step in range(6):
         _stream_step(buf, step, b, gen, dim, prototypes)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     old = {key: (t / 2.0**28).float() if t.is_floating_point() else t for key, t in policy.state_dict().items()}
     restored = Diverse(Diverse.Params(rebuild_fraction=0.9))  # would reuse a usable cache
     restored.load_state_dict(old)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from greedy_reference import select_diverse_naive
 
-from streamssl import config as cfg
-from streamssl.buffers import POLICIES, ReplayBuffer, Reservoir, oldest, psa_select
+from streamssl import resolve
+from streamssl.buffers import POLICIES, ReplayBuffer, Reservoir, oldest, psa_select, resize
 from streamssl.errors import ConfigError
 
 DIM = 6
@@ -49,7 +49,7 @@ def test_resize_equals_the_policy_rule_on_the_unprotected_entries(name, protect)
         if n_remove <= 0:
             continue
         expected = _reference(name, buf, n_remove, protect)
-        assert torch.equal(buf.resize(policy, gen), expected), step  # same slots, same removal order
+        assert torch.equal(resize(buf, policy, gen), expected), step  # same slots, same removal order
         resizes += 1
     assert resizes >= 8
 
@@ -64,7 +64,7 @@ def test_protected_entries_are_never_removed_and_the_buffer_stays_at_capacity(na
         _step(buf, step, b, gen)
         # keys are stream positions: the latest `protect` batches are positions >= (step + 1 - protect) * b
         protected = {str(i) for i in range(max(step + 1 - protect, 0) * b, (step + 1) * b)}
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
         assert protected <= set(buf.keys), step
         assert len(buf) == min(capacity, (step + 1) * b)
 
@@ -76,7 +76,7 @@ def _removals(name, steps, protect=None, seed=0, capacity=20, b=6):
     log = []
     for step in range(steps):
         _step(buf, step, b, gen)
-        log.append((buf.resize(policy, gen).tolist(), list(buf.keys), buf.features.clone()))
+        log.append((resize(buf, policy, gen).tolist(), list(buf.keys), buf.features.clone()))
     return log
 
 
@@ -96,7 +96,7 @@ def _reservoir_members(seed, steps=10, capacity=9, b=3, protect=1):
     for step in range(steps):
         ids = torch.arange(step * b, (step + 1) * b)
         buf.insert(torch.zeros(b, 3, 1, 1, dtype=torch.uint8), [str(i) for i in ids.tolist()], ids)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     return buf.labels.tolist()
 
 
@@ -124,7 +124,7 @@ def test_protection_beyond_capacity_yields_from_the_oldest_insert(name):
     policy, gen = POLICIES[name](), torch.Generator().manual_seed(2)
     for step in range(6):
         _step(buf, step, 4, gen)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
         assert len(buf) == min(6, 4 * (step + 1))
         assert {str(i) for i in range(4 * step, 4 * step + 4)} <= set(buf.keys)
 
@@ -135,7 +135,7 @@ def test_state_round_trip_keeps_protection(name):
     policy, gen = POLICIES[name](), torch.Generator().manual_seed(4)
     for step in range(5):
         _step(buf, step, 6, gen)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     blob = io.BytesIO()
     torch.save({"buffer": buf.state_dict(), "policy": policy.state_dict(), "gen": gen.get_state()}, blob)
     blob.seek(0)
@@ -149,7 +149,7 @@ def test_state_round_trip_keeps_protection(name):
     for step in range(5, 9):
         for b, p, g in ((buf, policy, gen), (twin, twin_policy, twin_gen)):
             _step(b, step, 6, g)
-            b.resize(p, g)
+            resize(b, p, g)
         assert buf.keys == twin.keys and torch.equal(buf.lifespan, twin.lifespan)
     with pytest.raises(ValueError, match="buffer.protect_new=2, this buffer has 0"):
         ReplayBuffer(20, (3, 2, 2), DIM, max_batch=6).load_state_dict(buf.state_dict())
@@ -171,8 +171,8 @@ def test_states_saved_before_protect_new_existed_load_as_0():
 ])
 def test_invalid_protect_new_is_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        cfg.load("pipelines/smoke.yaml", overrides)
-    assert cfg.load("pipelines/smoke.yaml", ["buffer.protect_new=2"]).buffer.protect_new == 2
+        resolve.load("pipelines/smoke.yaml", overrides)
+    assert resolve.load("pipelines/smoke.yaml", ["buffer.protect_new=2"]).buffer.protect_new == 2
 
 
 def test_fresh_reservoir_policy_under_protection_makes_the_same_choices():
@@ -185,5 +185,5 @@ def test_fresh_reservoir_policy_under_protection_makes_the_same_choices():
             policy = Reservoir()
         ids = torch.arange(step * 3, (step + 1) * 3)
         buf.insert(torch.zeros(3, 3, 1, 1, dtype=torch.uint8), [str(i) for i in ids.tolist()], ids)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     assert buf.labels.tolist() == first

@@ -85,16 +85,16 @@ def test_policy_removes_the_complement_of_the_psa_subset():
 
 @pytest.mark.parametrize("method, schedule", [("simclr", "accv"), ("minred", "minred")])
 def test_any_method_can_keep_a_psa_memory_of_eval_mode_backbone_embeddings(method, schedule):
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.learner import Learner
 
-    config = cfg.load("pipelines/smoke.yaml", [f"method.name={method}", "buffer.policy=psa", "learner.k=1"])
+    config = resolve.load("pipelines/smoke.yaml", [f"method.name={method}", "buffer.policy=psa", "learner.k=1"])
     assert config.learner.schedule == schedule
     learner = Learner(config, torch.device("cpu"), total_updates=10)
     checks, select = [], learner.policy.select
 
     def spy(buffer, n_remove, generator):  # at every resize: features == the current model's embeddings
-        fresh = learner._eval_embeddings(buffer.images)
+        fresh = learner.method.memory_embeddings(buffer.images)
         checks.append(torch.allclose(buffer.features, fresh, atol=1e-5))
         return select(buffer, n_remove, generator)
 
@@ -103,5 +103,5 @@ def test_any_method_can_keep_a_psa_memory_of_eval_mode_backbone_embeddings(metho
     for i in range(4):
         images = torch.randint(0, 256, (16, 3, 16, 16), generator=g, dtype=torch.uint8)
         learner.observe(images, [f"k{i}_{j}" for j in range(16)], torch.full((16,), i))
-    assert len(learner.buffer) == 32 and learner.buffer.features.shape == (32, learner.method.feat_dim)
+    assert len(learner.buffer) == 32 and learner.buffer.features.shape == (32, learner.method.backbone_dim)
     assert checks and all(checks)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from streamssl.buffers import ReplayBuffer, Reservoir
+from streamssl.buffers import ReplayBuffer, Reservoir, resize
 
 
 def _final_members(seed, total=30, capacity=6, b=3):
@@ -13,7 +13,7 @@ def _final_members(seed, total=30, capacity=6, b=3):
     for step in range(total // b):
         ids = torch.arange(step * b, (step + 1) * b)
         buf.insert(torch.zeros(b, 3, 1, 1, dtype=torch.uint8), [str(i) for i in ids.tolist()], ids)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     return buf.labels.tolist()
 
 
@@ -44,5 +44,5 @@ def test_fresh_policy_resumes_from_the_buffer_alone():
             policy = Reservoir()
         ids = torch.arange(step * 3, (step + 1) * 3)
         buf.insert(torch.zeros(3, 3, 1, 1, dtype=torch.uint8), [str(i) for i in ids.tolist()], ids)
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
     assert buf.labels.tolist() == first

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from greedy_reference import (
     check_near_greedy,
     clusters,
+    naive_greedy,
     near_tie_pairs,
     select_diverse_exact,
     select_diverse_naive,
@@ -15,7 +16,6 @@ from streamssl.buffers import oldest, select_diverse
 from streamssl.buffers.neighbours import (
     NeighbourGraph,
     fixed_point_scale,
-    naive_greedy,
     quantize,
     similarity,
     similarity_error_bound,

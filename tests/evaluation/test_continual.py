@@ -102,7 +102,7 @@ def test_segment_ends_and_points_follow_uneven_counts_and_the_consumed_samples(t
 
 
 def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
-    from streamssl import config as cfg
+    from streamssl import resolve as cfg
     from streamssl.train.evaluate import EvalData
     from streamssl.train.loop import run_loop
 
@@ -126,7 +126,7 @@ def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
     with MetricsLogger(run_dir, {"num_classes": 4, "stream_dir": str(stream_dir), "stream_samples": 64},
                        tensorboard=False) as logger:
         run_loop(config, batches, 64, data, logger, torch.device("cpu"), progress=False)
-    cfg.dump(config, run_dir / "config.yaml")
+    cfgschema.dump(config, run_dir / "config.yaml")
     out = write_continual(run_dir)
     assert out["segment_rows"] == [0, 16, 32, 48, 64]
     assert len(pd.read_csv(run_dir / "acc_matrix.csv")) == 5

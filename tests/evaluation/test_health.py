@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.evaluation import MetricsLogger
 from streamssl.evaluation.health import (
     crop_cosine,
@@ -16,6 +16,7 @@ from streamssl.evaluation.health import (
 )
 from streamssl.methods import METHODS
 from streamssl.report import write_report
+from streamssl.resolve import build_method
 
 pytestmark = pytest.mark.single_thread
 
@@ -52,8 +53,8 @@ def test_crop_cosine_equals_the_numpy_mean_cosine():
 
 
 def _method(name: str):
-    config = cfg.load("pipelines/smoke.yaml", [f"method.name={name}"])
-    return METHODS[config.method_name](config.method_params(), config.model).eval()
+    config = resolve.load("pipelines/smoke.yaml", [f"method.name={name}"])
+    return build_method(config).eval()
 
 
 def _images(n=6, size=16, seed=0):
@@ -65,7 +66,7 @@ def test_every_method_gives_two_crops_and_their_projections(name):
     method, images = _method(name), _images()
     assert two_views(method, images, health_generator(0)).shape == (2, 6, 3, 16, 16)
     z1, z2 = crop_projections(method, images, health_generator(0), batch_size=4)
-    assert z1.shape == z2.shape and z1.shape[0] == 6 and z1.shape[1] == method.feature_dim
+    assert z1.shape == z2.shape and z1.shape[0] == 6 and z1.shape[1] == method.proj_dim
     assert not torch.equal(z1, z2)  # two different crops of each image
     again = crop_projections(method, images, health_generator(0), batch_size=4)
     assert torch.equal(again[0], z1) and torch.equal(again[1], z2)  # a seed fixes the crops

@@ -72,7 +72,7 @@ def test_resnet_exports_load_strictly_into_torchvision_and_compute_the_same_feat
 
 
 def test_a_trained_learners_backbone_exports_and_torchvision_reproduces_its_embeddings(tmp_path, one_thread):
-    from streamssl import config as cfg
+    from streamssl import resolve as cfg
     from streamssl.train.learner import Learner
 
     config = cfg.load("pipelines/smoke.yaml", ["model.backbone=resnet18_cifar", "method.crops=2", "learner.k=1"])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.evaluation.knn import knn_predict
 from streamssl.ingest.synthetic import class_params, make_split, render
 
@@ -75,7 +75,7 @@ def test_empssl_ends_above_the_untrained_floor_on_20_classes(data_root, tmp_path
     samples_seen 0, BatchNorm recalibrated) is a low floor, and EMP-SSL's crops learn the textures."""
     from streamssl.train.runner import run_pipeline
 
-    config = cfg.load("pipelines/smoke.yaml", {
+    config = resolve.load("pipelines/smoke.yaml", {
         "method.name": "empssl", "method.crops": 4, "seed": 0,
         "dataset.options": {"classes": 20, "samples_per_class": 30, "size": 16, "seed": 0},
         "stream.kind": "seq", "eval.points": [0, 1], "eval.bn": "recalibrate",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.cli import main
 from streamssl.ingest import load_dataset_info, prepare
 from streamssl.ingest.dataset import dataset_identity
@@ -31,7 +31,7 @@ def test_images_added_to_a_folder_give_a_new_dataset_and_stream(data_root, tmp_p
     folder = tmp_path / "images"
     for cls in ("a", "b"):
         add_images(folder, cls, 0, 6)
-    config = cfg.load("pipelines/smoke.yaml", ["dataset.source=imagefolder", f"dataset.path={folder}",
+    config = resolve.load("pipelines/smoke.yaml", ["dataset.source=imagefolder", f"dataset.path={folder}",
                                                "dataset.options={}"])
     first = ensure_dataset(config)
     assert ensure_dataset(config) == first  # unchanged files: the cache is used
@@ -48,7 +48,7 @@ def test_preparing_again_into_the_same_folder_rebuilds_the_stream_and_the_run_us
     synthetic(data, 8)
     overrides = [f"dataset.dir={data}", "method.crops=2", "learner.threads=1", "eval.linear_epochs=2",
                  "eval.val_samples=0"]  # 32 samples: the kNN memory takes them all
-    config = cfg.load("pipelines/smoke.yaml", overrides)
+    config = resolve.load("pipelines/smoke.yaml", overrides)
     old_stream = ensure_stream(config, data)
     assert stream_info(old_stream)["num_samples"] == 32
     synthetic(data, 10, seed=1)  # different data in the same folder

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.train.runner import run_pipeline
 
 pytestmark = pytest.mark.ray
@@ -19,7 +19,7 @@ def losses(run_dir):
 
 
 def test_one_ray_train_worker_matches_the_in_process_runner(data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO)
+    config = resolve.load("pipelines/smoke.yaml", MICRO)
     local = run_pipeline(config, tmp_path / "local", progress=False, trainer="local")
     ray = run_pipeline(config, tmp_path / "ray", progress=False, trainer="ray")
     assert ray["updates"] == local["updates"] > 0
@@ -28,7 +28,7 @@ def test_one_ray_train_worker_matches_the_in_process_runner(data_root, tmp_path)
 
 
 def test_two_workers_consume_the_whole_stream_in_equal_steps(data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO + ["scaling.num_workers=2", "dedup.every=2",
+    config = resolve.load("pipelines/smoke.yaml", MICRO + ["scaling.num_workers=2", "dedup.every=2",
                                                         "dedup.threshold=0.5"])
     info = run_pipeline(config, tmp_path / "w2", progress=False)
     assert info["status"] == "completed" and info["samples_seen"] == 128

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.train.checkpoint import is_complete
 from streamssl.train.runner import run_pipeline
 
@@ -34,7 +34,7 @@ def checkpoints(run_dir):
 
 @pytest.mark.parametrize("workers, trainer", [(1, "local"), (1, "ray"), (2, "ray")])
 def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(workers, trainer, data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO + [f"scaling.num_workers={workers}"])
+    config = resolve.load("pipelines/smoke.yaml", MICRO + [f"scaling.num_workers={workers}"])
     full = tmp_path / "full"
     run_pipeline(config, full, progress=False, trainer=trainer)
     saved = checkpoints(full)
@@ -53,7 +53,7 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(workers, trai
 
 
 def test_a_partial_checkpoint_is_skipped_on_resume(data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO)
+    config = resolve.load("pipelines/smoke.yaml", MICRO)
     run_dir = tmp_path / "run"
     run_pipeline(config, run_dir, progress=False, trainer="local")
     newest = checkpoints(run_dir)[-1]
@@ -64,7 +64,7 @@ def test_a_partial_checkpoint_is_skipped_on_resume(data_root, tmp_path):
 
 
 def test_a_killed_worker_is_restarted_and_the_run_finishes(data_root, tmp_path):
-    config = cfg.load("pipelines/smoke.yaml", MICRO + [
+    config = resolve.load("pipelines/smoke.yaml", MICRO + [
         "scaling.num_workers=2", "checkpoint.max_failures=2", "dataset.options.samples_per_class=160"])
     run_dir = tmp_path / "killed"
     result = {}

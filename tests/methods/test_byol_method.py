@@ -3,17 +3,17 @@ import math
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import ConfigError
-from streamssl.methods import METHODS
 from streamssl.methods.byol import BYOLParams, ema_update, target_tau
 from streamssl.optim import build_optimizer
+from streamssl.resolve import build_method
 
 
 @pytest.fixture
 def byol():
-    config = cfg.load("pipelines/smoke.yaml", ["method.name=byol"])
-    return METHODS["byol"](config.method_params(), config.model)
+    config = resolve.load("pipelines/smoke.yaml", ["method.name=byol"])
+    return build_method(config)
 
 
 def _images(b=6):

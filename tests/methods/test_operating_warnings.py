@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.evaluation.metrics_log import MetricsLogger
 from streamssl.methods import METHODS, operating_warnings
 from streamssl.report import write_report
@@ -12,7 +12,7 @@ from streamssl.train.runner import run_info
 
 
 def smoke(*overrides):
-    return cfg.load("pipelines/smoke.yaml", list(overrides))
+    return resolve.load("pipelines/smoke.yaml", list(overrides))
 
 
 @pytest.mark.parametrize("crops", [2, 4, 7])
@@ -36,7 +36,7 @@ def test_methods_without_mcc_do_not_warn_even_with_few_crops(name):
 
 @pytest.mark.parametrize("method", ["imai", "empssl", "minred", "scale"])
 def test_the_cpu_demo_preset_runs_imai_at_its_operating_point(method):
-    assert operating_warnings(cfg.load("pipelines/fmnist-cpu.yaml", [f"method.name={method}"])) == []
+    assert operating_warnings(resolve.load("pipelines/fmnist-cpu.yaml", [f"method.name={method}"])) == []
 
 
 def test_run_json_records_the_warnings():
@@ -74,6 +74,6 @@ def crops_per_stream_batch(config) -> int:
 
 
 def test_the_cpu_demo_preset_gives_every_method_the_same_crop_budget():
-    budgets = {m: crops_per_stream_batch(cfg.load("pipelines/fmnist-cpu.yaml", [f"method.name={m}"]))
+    budgets = {m: crops_per_stream_batch(resolve.load("pipelines/fmnist-cpu.yaml", [f"method.name={m}"]))
                for m in ("imai", "empssl", "minred", "scale")}
     assert len(set(budgets.values())) == 1, budgets

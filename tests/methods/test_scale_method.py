@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import ConfigError, TrainingError
-from streamssl.methods.scale import Scale
+from streamssl.methods import method_params
+from streamssl.resolve import build_method
 from streamssl.train.learner import Learner
 
 
@@ -15,13 +16,13 @@ def _one_thread(one_thread):
 
 
 def smoke(*overrides):
-    return cfg.load("pipelines/smoke.yaml", ["method.name=scale", *overrides])
+    return resolve.load("pipelines/smoke.yaml", ["method.name=scale", *overrides])
 
 
 def make_method(*overrides):
     config = smoke(*overrides)
     torch.manual_seed(0)
-    return Scale(config.method_params(), config.model)
+    return build_method(config)
 
 
 def images(n, seed):
@@ -118,28 +119,28 @@ def test_memory_embeddings_leave_bn_statistics_alone_in_eval_mode(train_mode):
     method = make_method(f"method.memory_train_mode={str(train_mode).lower()}")
     stats = [b.clone() for b in method.backbone.buffers()]
     emb = method.memory_embeddings(images(5, 1))
-    assert emb.shape == (5, method.feat_dim) and method.training
+    assert emb.shape == (5, method.backbone_dim) and method.training
     changed = any(not torch.equal(a, b) for a, b in zip(stats, method.backbone.buffers()))
     assert changed == train_mode
 
 
 def test_presets_set_scale_defaults_and_explicit_values_win():
-    c = cfg.load(None, ["method.name=scale"])
+    c = resolve.load(None, ["method.name=scale"])
     lc = c.learner
     assert (lc.stream_batch, lc.k, lc.lr, lc.momentum, lc.weight_decay, lc.lars, lc.lr_schedule) == (
         128, 20, 0.03, 0.9, 1e-4, False, "constant")
-    assert (c.buffer.size, c.buffer.policy, c.model.backbone, c.method_params().thres_ratio) == (
+    assert (c.buffer.size, c.buffer.policy, c.model.backbone, method_params(c.method).thres_ratio) == (
         256, "psa", "resnet18", 0.1)
-    c = cfg.load(None, ["method.name=scale", "learner.k=5", "learner.lars=true", "model.backbone=resnet18_cifar"])
+    c = resolve.load(None, ["method.name=scale", "learner.k=5", "learner.lars=true", "model.backbone=resnet18_cifar"])
     assert (c.learner.k, c.learner.lars, c.model.backbone) == (5, True, "resnet18_cifar")
     assert smoke().learner.k == 1 and smoke().model.backbone == "cnn4"  # the pipeline file is explicit too
 
 
 def test_iid_streams_get_the_iid_threshold_unless_set():
-    assert cfg.load(None, ["method.name=scale", "stream.kind=iid"]).method_params().thres_ratio == 0.3
-    explicit = cfg.load(None, ["method.name=scale", "stream.kind=iid", "method.thres_ratio=0.2"])
-    assert explicit.method_params().thres_ratio == 0.2
-    assert cfg.load(None, ["method.name=imai", "stream.kind=iid"]).method == {"name": "imai"}
+    assert method_params(resolve.load(None, ["method.name=scale", "stream.kind=iid"]).method).thres_ratio == 0.3
+    explicit = resolve.load(None, ["method.name=scale", "stream.kind=iid", "method.thres_ratio=0.2"])
+    assert method_params(explicit.method).thres_ratio == 0.2
+    assert resolve.load(None, ["method.name=imai", "stream.kind=iid"]).method == {"name": "imai"}
 
 
 @pytest.mark.parametrize("override, key", [("learner.schedule=minred", "learner.schedule"),
@@ -160,7 +161,7 @@ def test_learner_refreshes_psa_embeddings_and_calls_begin_batch_once_per_batch()
         results = learner.observe(images(16, i), [f"k{i}_{j}" for j in range(16)], torch.full((16,), i))
         assert [r.batch_size for r in results] == ([16, 16] if i == 0 else [32, 32])
     assert calls == [16, 16, 16] and len(learner.buffer) == 32
-    assert learner.buffer.features.shape == (32, learner.method.feat_dim)
+    assert learner.buffer.features.shape == (32, learner.method.backbone_dim)
     # the kept entries carry the embeddings the current model gives them (computed before the resize)
     torch.testing.assert_close(learner.buffer.features, learner.method.memory_embeddings(learner.buffer.images))
 

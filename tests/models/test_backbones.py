@@ -41,7 +41,3 @@ def test_unknown_name_is_a_config_error_naming_it():
     with pytest.raises(ConfigError, match="resnet19"):
         build_backbone("resnet19")
 
-
-def test_pretrained_custom_stem_is_refused():
-    with pytest.raises(ConfigError, match="resnet18_cifar"):
-        build_backbone("resnet18_cifar", pretrained=True)

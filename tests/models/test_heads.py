@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from streamssl.models import EMPHead, SimSiamPredictor, SimSiamProjector
+from streamssl.models import EMPHead, SimSiamPredictor, SimSiamProjector, projection_mlp
 
 
 def test_emp_head_shape_and_unit_norm():
@@ -41,3 +41,10 @@ def test_simsiam_predictor_is_a_bottleneck():
     pred = SimSiamPredictor(12, pred_dim=4)
     assert pred(torch.randn(6, 12)).shape == (6, 12)
     assert pred.net[0].out_features == 4 and pred.net[0].bias is None and pred.net[-1].bias is not None
+
+
+def test_projection_mlp_is_linear_bn_relu_linear():
+    head = projection_mlp(16, 32, 8)
+    assert [type(m) for m in head] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert head[0].in_features == 16 and head[0].out_features == 32 and head[-1].out_features == 8
+    assert head(torch.randn(5, 16)).shape == (5, 8)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.buffers import POLICIES
 from streamssl.errors import StreamSSLError
 from streamssl.train.checkpoint import (
@@ -39,7 +39,7 @@ def _one_thread(one_thread):
 
 
 def make(overrides):
-    config = cfg.load("pipelines/smoke.yaml", overrides)
+    config = resolve.load("pipelines/smoke.yaml", overrides)
     return Learner(config, torch.device("cpu"), total_updates=N_BATCHES * 2)
 
 

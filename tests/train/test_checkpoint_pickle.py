@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import StreamSSLError
 from streamssl.train.checkpoint import load_checkpoint, save_checkpoint
 from streamssl.train.learner import Learner
@@ -22,7 +22,7 @@ class RunsCommand:
 
 
 def test_a_checkpoint_whose_pickle_would_run_a_command_is_refused(tmp_path, one_thread):
-    config = cfg.load("pipelines/smoke.yaml", ["method.crops=2", "buffer.policy=reservoir"])
+    config = resolve.load("pipelines/smoke.yaml", ["method.crops=2", "buffer.policy=reservoir"])
     learner = Learner(config, torch.device("cpu"), total_updates=2)
     save_checkpoint(tmp_path, 0, learner, {})
     marker = tmp_path / "marker"

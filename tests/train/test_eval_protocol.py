@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.augment import CropDraws, CropParams, apply_crops, eval_transform
 from streamssl.errors import ConfigError
 from streamssl.ingest import prepare, read_manifest
@@ -34,7 +34,7 @@ def test_eval_input_is_the_training_normalization_of_the_uncropped_image():
 
 
 def _config(*overrides):
-    return cfg.load("pipelines/smoke.yaml", list(overrides))
+    return resolve.load("pipelines/smoke.yaml", list(overrides))
 
 
 def _assert_disjoint(data: EvalData, train_dir, expected_sizes):

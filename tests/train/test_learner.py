@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import TrainingError
 from streamssl.train.learner import Learner
 
 
 def make(overrides):
-    config = cfg.load("pipelines/smoke.yaml", overrides)
+    config = resolve.load("pipelines/smoke.yaml", overrides)
     return config, Learner(config, torch.device("cpu"), total_updates=100)
 
 

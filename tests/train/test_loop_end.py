@@ -6,14 +6,15 @@ import math
 import numpy as np
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.evaluation import NullLogger
 from streamssl.train.evaluate import EvalData
-from streamssl.train.loop import LoopState, run_loop, stream_end, total_updates
+from streamssl.train.loop import LoopState, run_loop, stream_end
+from streamssl.train.replay import total_updates
 
 
 def smoke(*overrides):
-    return cfg.load("pipelines/smoke.yaml", ["method.crops=2", "learner.threads=1", "eval.linear_epochs=2",
+    return resolve.load("pipelines/smoke.yaml", ["method.crops=2", "learner.threads=1", "eval.linear_epochs=2",
                                              "eval.knn_k=5", *overrides])
 
 

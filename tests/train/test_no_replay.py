@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import ConfigError
 from streamssl.train.learner import Learner
 
@@ -18,7 +18,7 @@ def batch(i, b=16):
 
 
 def learner(method, *overrides):
-    config = cfg.load("pipelines/smoke.yaml", [f"method.name={method}", "learner.k=3", *overrides])
+    config = resolve.load("pipelines/smoke.yaml", [f"method.name={method}", "learner.k=3", *overrides])
     return Learner(config, torch.device("cpu"), total_updates=100)
 
 
@@ -50,4 +50,4 @@ def test_no_replay_updates_see_exactly_the_stream_images():
 
 def test_no_replay_needs_the_accv_schedule():
     with pytest.raises(ConfigError, match="learner.replay"):
-        cfg.load("pipelines/smoke.yaml", ["method.name=minred", "learner.replay=false"])
+        resolve.load("pipelines/smoke.yaml", ["method.name=minred", "learner.replay=false"])

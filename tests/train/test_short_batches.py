@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.train.learner import Learner
 
 SIZES = {0: [16, 16, 16, 16], 1: [16, 5, 0, 16]}  # rank 1 lost 11 samples, then a whole batch
@@ -26,7 +26,7 @@ def _learner(method: str) -> Learner:
     overrides = [f"method.name={method}", "method.crops=2", "buffer.size=32", "learner.k=2"]
     if method == "minred":
         overrides = overrides[:1] + overrides[2:]
-    return Learner(cfg.load("pipelines/smoke.yaml", overrides), torch.device("cpu"), total_updates=100)
+    return Learner(resolve.load("pipelines/smoke.yaml", overrides), torch.device("cpu"), total_updates=100)
 
 
 def _observe_all(rank: int, method: str, sizes: list[int]) -> list[list[float]]:

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 from tunespec import write_spec
 
-from streamssl import cli
-from streamssl import config as cfg
+from streamssl import cli, resolve
 from streamssl.train.runner import run_pipeline
 from streamssl.tune.trial import STARTS_FILE
 
@@ -41,7 +40,7 @@ def test_search_writes_leaderboard_best_yaml_and_figures(search):
     assert frame.loc[10, "status"] == "completed" and frame.loc[10, "rank"] == 1
     assert frame.loc[10, "updates"] == 8 and frame.loc[10, "final_knn"] > frame.loc[96, "final_knn"]
     assert "eval.knn_k" in (out / "leaderboard.md").read_text()
-    assert cfg.load(out / "best.yaml").eval.knn_k == 10
+    assert resolve.load(out / "best.yaml").eval.knn_k == 10
     for name in ("params_vs_metric.png", "top_trials_knn.png"):
         assert (out / name).stat().st_size > 0
     trial = out / "trials" / frame.loc[10, "trial"]
@@ -63,7 +62,7 @@ def test_asha_stops_the_harmful_trial_before_the_end(search):
 
 def test_best_yaml_runs(search, tmp_path):
     _, out = search
-    info = run_pipeline(cfg.load(out / "best.yaml"), tmp_path / "best", progress=False, trainer="local")
+    info = run_pipeline(resolve.load(out / "best.yaml"), tmp_path / "best", progress=False, trainer="local")
     assert info["status"] == "completed" and info["samples_seen"] == 128
 
 

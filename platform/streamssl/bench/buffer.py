@@ -1,20 +1,24 @@
 """Benchmark the diversity buffer: select_diverse vs the naive procedure, and the cached policy per step.
 
-The naive procedure is `neighbours.naive_greedy` on the same fixed-point grid (a full similarity
-matrix and a full scan per removal), so the two must agree bit for bit; tests/buffers holds the
-float64 reference that both are checked against.
+The naive procedure is `naive_greedy` of tests/buffers/greedy_reference.py on the same fixed-point
+grid (a full similarity matrix and a full scan per removal), so the two must agree bit for bit; that
+file also holds the float64 reference that both are checked against. The benchmark therefore runs
+from a checkout of the repository, where tests/ sits beside platform/.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-from streamssl.buffers import Diverse, ReplayBuffer, oldest, select_diverse
-from streamssl.buffers.neighbours import naive_greedy, quantize
+from streamssl.buffers import Diverse, ReplayBuffer, oldest, resize, select_diverse
+from streamssl.buffers.neighbours import quantize
 from streamssl.commands._args import positive_int
 from streamssl.errors import StreamSSLError
 
@@ -49,11 +53,23 @@ def _features(m: int, args: argparse.Namespace, gen: torch.Generator) -> torch.T
     return torch.randn(m, args.dim, generator=gen).to(args.device)
 
 
+@functools.cache  # loaded once, during the warm-up call, so no timing includes it
+def _naive_greedy():
+    path = Path(__file__).resolve().parents[3] / "tests" / "buffers" / "greedy_reference.py"
+    if not path.is_file():
+        raise StreamSSLError(f"bench buffer compares against {path}, which this installation lacks: "
+                             "run it from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("greedy_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.naive_greedy
+
+
 def _naive_select(feats: torch.Tensor, n_remove: int, life: torch.Tensor) -> torch.Tensor:
     """select_diverse's rule, all rows seen, by the naive procedure."""
     if feats.shape[0] < 2 * n_remove:
         return oldest(life, n_remove)
-    return naive_greedy(quantize(feats), n_remove)
+    return _naive_greedy()(quantize(feats), n_remove)
 
 
 def _one_shot(m: int, args: argparse.Namespace, gen: torch.Generator, naive: bool) -> list[str]:
@@ -79,7 +95,7 @@ def _filled_buffer(args: argparse.Namespace, gen: torch.Generator) -> tuple[Repl
         images = torch.zeros(n, 3, 1, 1, dtype=torch.uint8)
         slots = buf.insert(images, ["x"] * n, torch.zeros(n, dtype=torch.long))
         buf.update_features(slots, _features(n, args, gen))
-    buf.resize(policy, gen)  # first resize: builds the neighbour lists from scratch
+    resize(buf, policy, gen)  # first resize: builds the neighbour lists from scratch
     return buf, policy
 
 
@@ -113,7 +129,7 @@ def _paper_preset_upkeep(args: argparse.Namespace, gen: torch.Generator) -> floa
         for _ in range(k):
             slots = torch.cat([new, buf.sample(b, gen, exclude=new)]) if len(buf) >= 2 * b else new
             buf.update_features(slots, feats[: slots.numel()])
-        buf.resize(policy, gen)
+        resize(buf, policy, gen)
         if step >= 3:
             times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _timed_run(pipeline: str, overrides: list[str], trainer: str, out: Path) -> dict:
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.runner import run_pipeline
 
-    config = cfg.load(pipeline, overrides)
+    config = resolve.load(pipeline, overrides)
     start = time.time()
     info = run_pipeline(config, out, progress=False, trainer=trainer)
     end = time.time()

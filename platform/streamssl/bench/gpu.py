@@ -76,7 +76,7 @@ def check_multicrop(device: torch.device) -> str:
 
 
 def check_bf16_updates(device: torch.device) -> str:
-    from streamssl import config as cfg
+    from streamssl import resolve as cfg
     from streamssl.train.learner import Learner
 
     config = cfg.load(PIPELINES / "smoke.yaml", ["learner.bf16=true", f"scaling.use_gpu={device.type == 'cuda'}"])
@@ -133,7 +133,7 @@ def _collectives_worker(rank: int, world: int, port: int, device_type: str) -> N
 
 
 def check_ray_train(device: torch.device) -> str:
-    from streamssl import config as cfg
+    from streamssl import resolve as cfg
     from streamssl.train.runner import run_pipeline
 
     config = cfg.load(PIPELINES / "smoke.yaml", [f"scaling.use_gpu={device.type == 'cuda'}", "scaling.num_workers=1"])

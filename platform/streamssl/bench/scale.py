@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.runner import ensure_dataset, ensure_stream
 
-    config = cfg.load(args.pipeline, args.overrides)
+    config = resolve.load(args.pipeline, args.overrides)
     t0 = time.perf_counter()
     stream_dir = ensure_stream(config, ensure_dataset(config))  # before the cluster: not timed below
     prep = time.perf_counter() - t0

@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def time_preset(pipeline: Path, overrides: list[str], device: torch.device, batches: int, warmup: int) -> dict:
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.learner import Learner
 
-    config = cfg.load(pipeline, overrides + ["learner.grad_cosine=false"])
+    config = resolve.load(pipeline, overrides + ["learner.grad_cosine=false"])
     learner = Learner(config, device, total_updates=(batches + warmup) * config.learner.k)
     size, b = config.model.image_size, config.learner.stream_batch
     gen = torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """Replay buffer storage, selection policies, diversity selection and global dedup."""
 
-from streamssl.buffers.base import SelectionPolicy
+from streamssl.buffers.base import SelectionPolicy, resize
 from streamssl.buffers.dedup import global_dedup
 from streamssl.buffers.diverse import Diverse
 from streamssl.buffers.fifo import FIFO
@@ -22,5 +22,6 @@ __all__ = [
     "global_dedup",
     "oldest",
     "psa_select",
+    "resize",
     "select_diverse",
 ]

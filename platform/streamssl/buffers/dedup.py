@@ -1,4 +1,4 @@
-"""Global deduplication of the union of the workers' buffers (issue 4, item 2): the pure part.
+"""Global deduplication of the union of the workers' buffers (`dedup.every`): the pure part.
 
 Every worker gathers all buffers' features in (rank, index) order and calls `global_dedup` on the
 concatenation; the function is deterministic and its similarities are exact (see `neighbours`), so

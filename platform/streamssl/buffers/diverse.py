@@ -1,12 +1,12 @@
 """Diverse: MinRed's removal rule with nearest neighbours kept across stream batches.
 
 Purushwalkam et al., ECCV 2022 (https://arxiv.org/abs/2203.12710), as used by Imai et al., ACCV 2024;
-the rule is `select_diverse` (method-spec 2.6). Between two resizes only some entries change: the
-new ones and those whose features were updated. The policy keeps every entry's neighbour list from
-the previous resize (keyed by the buffer's entry uids, checked against its feature stamps), computes
-similarity rows for the changed entries only, merges them into the unchanged entries' lists, and
-runs the same greedy. Similarities are exact, so the result equals `select_diverse` on the same
-buffer state, with or without the cache.
+the rule is `select_diverse`. Between two resizes only some entries change: the new ones and those
+whose features were updated. The policy keeps every entry's neighbour list from the previous resize
+(keyed by the buffer's entry uids, checked against its feature stamps), computes similarity rows
+for the changed entries only, merges them into the unchanged entries' lists, and runs the same
+greedy. Similarities are exact, so the result equals `select_diverse` on the same buffer state,
+with or without the cache.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from streamssl.buffers.neighbours import (
 )
 from streamssl.buffers.selection import oldest
 from streamssl.buffers.storage import ReplayBuffer
+from streamssl.checks import in_range
 
 _CACHE_KEYS = ("uid", "stamp", "nbr_uid", "val", "bound")
 
@@ -36,14 +37,14 @@ class Diverse(SelectionPolicy):
     """Remove the seen entry whose nearest neighbour is most similar, one at a time."""
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(SelectionPolicy.Params):
         neighbours: int = LIST_LEN  # top-k list kept per entry
         rebuild_fraction: float = 0.25  # above this fraction of changed rows, rebuilding is cheaper
 
-        def __post_init__(self) -> None:
-            if self.neighbours < 1 or not 0.0 <= self.rebuild_fraction <= 1.0:
-                raise ValueError(f"Diverse.Params: neighbours must be >= 1 and rebuild_fraction in [0, 1], "
-                                 f"got {self.neighbours} and {self.rebuild_fraction}")
+        def validate(self) -> None:
+            super().validate()
+            in_range("buffer.params.neighbours", self.neighbours, 1)
+            in_range("buffer.params.rebuild_fraction", self.rebuild_fraction, 0, 1)
 
     def __init__(self, params: Params | None = None) -> None:
         super().__init__(params)

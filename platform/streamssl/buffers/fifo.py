@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
@@ -14,10 +12,6 @@ from streamssl.buffers.storage import ReplayBuffer
 
 class FIFO(SelectionPolicy):
     """First in, first out."""
-
-    @dataclass(frozen=True)
-    class Params:
-        pass
 
     def select(self, buffer: ReplayBuffer, n_remove: int, generator: torch.Generator) -> Tensor:
         del generator  # deterministic

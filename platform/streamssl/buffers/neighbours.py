@@ -242,19 +242,3 @@ def _merge_raw(val: Tensor, idx: Tensor, new_val: Tensor, new_idx: Tensor, kk: i
     top_val, pos = cat_val.topk(kk, dim=1)
     return top_val, torch.cat([idx, new_idx], 1).gather(1, pos)
 
-
-def naive_greedy(q: Tensor, n_max: int, min_value: float = NEG) -> Tensor:
-    """Reference greedy: a full [N, N] similarity matrix and a full row-max scan per removal."""
-    sims = similarity(q, q)  # exact, hence exactly symmetric
-    sims.fill_diagonal_(NEG)
-    removed = []
-    for _ in range(n_max):
-        row_max = sims.max(dim=1).values
-        row = int(torch.argmax(row_max))
-        value = float(row_max[row])
-        if value == NEG or value < min_value:
-            break
-        removed.append(row)
-        sims[row, :] = NEG
-        sims[:, row] = NEG
-    return torch.tensor(removed, dtype=torch.long, device=q.device)

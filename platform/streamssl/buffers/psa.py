@@ -2,7 +2,7 @@
 
 Salomon, Avigad, Goldvard, Schuetze, "PSA - a new scalable space partition based selection
 algorithm for MOEAs", EVOLVE II, 2013 (https://doi.org/10.1007/978-3-642-31519-0_9); SCALE keeps
-the PSA subset of the backbone embeddings of memory + new samples (method-spec 5.1).
+the PSA subset of the backbone embeddings of memory + new samples (Yu et al. 2023, SCALE).
 
 Partition: start from the points' bounding box; repeatedly take the cell whose bounding box is
 widest (largest extent along its widest dimension) and split it at the midpoint of that dimension
@@ -19,7 +19,7 @@ splits. Ties between equally wide cells go to the one created first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -148,11 +148,7 @@ class PSA(SelectionPolicy):
     features), so the selection sees the current model as SCALE's memory update does.
     """
 
-    embeds = True
-
-    @dataclass(frozen=True)
-    class Params:
-        pass
+    embeds: ClassVar[bool] = True
 
     def select(self, buffer: ReplayBuffer, n_remove: int, generator: torch.Generator) -> Tensor:
         del generator  # deterministic

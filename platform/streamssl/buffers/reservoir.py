@@ -7,8 +7,6 @@ probability capacity / t and is dropped otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
@@ -19,11 +17,7 @@ from streamssl.buffers.storage import ReplayBuffer
 class Reservoir(SelectionPolicy):
     """Algorithm R over the stream of inserted entries."""
 
-    @dataclass(frozen=True)
-    class Params:
-        pass
-
-    def __init__(self, params: Params | None = None) -> None:
+    def __init__(self, params: SelectionPolicy.Params | None = None) -> None:
         super().__init__(params)
         self.processed: int | None = None  # insertion counter at the last selection
 

@@ -1,7 +1,7 @@
 """MinRed / Imai diversity selection: which buffer entries to drop so that the rest stays diverse.
 
 Purushwalkam et al., "The Challenges of Continuous Self-Supervised Learning", ECCV 2022
-(https://arxiv.org/abs/2203.12710), as used by Imai et al., ACCV 2024 (method-spec 2.6 and 5.3):
+(https://arxiv.org/abs/2203.12710), as used by Imai et al., ACCV 2024:
 among seen entries, repeatedly remove the one whose nearest remaining neighbour is most similar
 (cosine), ties to the lowest index; with fewer than 2 * n_remove seen entries, remove the oldest.
 Similarities are fixed-point cosines computed exactly (see `neighbours`): every way of computing

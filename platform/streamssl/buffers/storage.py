@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from streamssl.buffers.protect import Unprotected, effective_protection
-
-if TYPE_CHECKING:
-    from streamssl.buffers.base import SelectionPolicy
 
 _TENSORS = ("images", "labels", "features", "birth", "seen", "uid", "stamp")
 
@@ -27,7 +21,7 @@ class ReplayBuffer:
     """Fixed-capacity buffer of stream samples with their EMA features, lifespan and seen flag.
 
     Holds up to capacity + max_batch entries: a stream batch is inserted first and the buffer is
-    brought back to `capacity` by `resize` afterwards.
+    brought back to `capacity` by `buffers.resize` (a policy's selection) afterwards.
 
     Each entry also carries `uids` (its insertion ordinal) and `feature_stamps` (a random token drawn
     by every `update_features` call, -1 while unseen), which let a policy cache per-entry results
@@ -113,7 +107,7 @@ class ReplayBuffer:
             raise ValueError(f"got {b} images, {len(keys)} keys and labels of shape {tuple(labels.shape)}")
         if self._size + b > self.capacity + self.max_batch:
             raise ValueError(f"inserting {b} entries into a buffer holding {self._size} exceeds capacity "
-                             f"{self.capacity} + max_batch {self.max_batch}; call resize first")
+                             f"{self.capacity} + max_batch {self.max_batch}; resize first")
         slots = torch.arange(self._size, self._size + b, device=self.device)
         self.steps += 1
         self._images[slots] = images.to(self.device)
@@ -207,35 +201,6 @@ class ReplayBuffer:
             self.keys[hole] = self.keys[mover]
         del self.keys[new_size:]
         self._size = new_size
-
-    def resize(self, policy: SelectionPolicy, generator: torch.Generator) -> Tensor:
-        """Bring the buffer back to capacity, dropping the entries the policy selects.
-
-        Entries from the latest `protect_new` inserts are not offered to the policy (see
-        `streamssl.buffers.protect`, also for protected entries beyond capacity).
-
-        Returns:
-            LongTensor of the removed entries' slots as they were before the call, in removal order.
-        """
-        n_remove = self._size - self.capacity
-        if n_remove <= 0:
-            return torch.zeros(0, dtype=torch.long, device=self.device)
-        delay = effective_protection(self.lifespan, self.protect_new, self.capacity) if self.protect_new else 0
-        if delay == 0:
-            removed = policy.select(self, n_remove, generator).to(self.device)
-        else:
-            view = Unprotected(self, delay)
-            removed = view.rows[policy.select(view, n_remove, generator).to(self.device)]
-        if removed.numel() != n_remove:
-            raise RuntimeError(f"{type(policy).__name__} selected {removed.numel()} entries, not {n_remove}")
-        self.remove(removed)
-        return removed
-
-    def class_counts(self, num_classes: int) -> Tensor:
-        """[num_classes] long: entries per label; labels outside [0, num_classes) are not counted."""
-        labels = self.labels
-        labels = labels[(labels >= 0) & (labels < num_classes)]
-        return torch.bincount(labels, minlength=num_classes).cpu()
 
     def state_dict(self) -> dict:
         """Plain tensors, ints and lists (loadable with torch.load(weights_only=True))."""

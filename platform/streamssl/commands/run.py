@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _resume_target(args: argparse.Namespace):
-    from streamssl import config as cfg
+    from streamssl import resolve
 
     run_dir = Path(args.resume)
     if args.pipeline and "=" in args.pipeline:  # `run --resume DIR key=value`: argparse took it as the pipeline
@@ -49,16 +49,16 @@ def _resume_target(args: argparse.Namespace):
         raise StreamSSLError("--resume continues RUN_DIR in place; drop --out/--overwrite")
     if not (run_dir / "config.yaml").is_file():
         raise StreamSSLError(f"--resume {run_dir}: no config.yaml (not a run directory?)")
-    return run_dir, cfg.load(run_dir / "config.yaml", args.overrides)
+    return run_dir, resolve.load(run_dir / "config.yaml", args.overrides)
 
 
 def _new_target(args: argparse.Namespace):
-    from streamssl import config as cfg
+    from streamssl import resolve
     from streamssl.train.lifecycle import check_out_dir
 
     if not args.pipeline or not args.out:
         raise StreamSSLError("run needs PIPELINE.yaml and --out RUN_DIR (or --resume RUN_DIR)")
-    config = cfg.load(args.pipeline, args.overrides)  # a bad config says so before --out is looked at
+    config = resolve.load(args.pipeline, args.overrides)  # a bad config says so before --out is looked at
     run_dir = Path(args.out)
     check_out_dir(run_dir, args.overwrite)
     return run_dir, config

@@ -7,19 +7,20 @@
   feature matrix (Roy & Vetterli 2007; RankMe, Garrido et al. 2023, without centring). D for
   features spread evenly over D directions, 1 for a rank-1 (collapsed) matrix.
 
-The crops are the method's own training augmentation (its `crop_params`, two crops of it; BYOL's
-two asymmetric views), drawn from a private generator that evaluation re-seeds every time, so the
-crops are the same at every point and the training generators are never touched.
+The crops are the method's own training augmentation (`Method.two_views`: two crops of its recipe,
+BYOL's two asymmetric views), drawn from a private generator that evaluation re-seeds every time,
+so the crops are the same at every point and the training generators are never touched.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from streamssl.augment import multicrop
+if TYPE_CHECKING:
+    from streamssl.methods import Method
 
 HEALTH_SEED_OFFSET = 2_654_435_761  # keeps the crop generator's stream apart from the training ones
 
@@ -50,23 +51,14 @@ def health_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 7 + HEALTH_SEED_OFFSET)
 
 
-def two_views(method: torch.nn.Module, images_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def two_views(method: Method, images_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Two training crops of every image, as the method makes them: [2, b, 3, S, S] normalized."""
-    if hasattr(method, "view_params"):  # BYOL: one crop from each of its two view recipes
-        return torch.cat([multicrop(images_u8, params, generator) for params in method.view_params])
-    params = dataclasses.replace(method.crop_params, crops=2)
-    return multicrop(images_u8, params, generator)
+    return method.two_views(images_u8, generator)
 
 
-def projection(method: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def projection(method: Method, x: torch.Tensor) -> torch.Tensor:
     """The method's projection head output for normalized crops x [n, 3, S, S]."""
-    if hasattr(method, "online"):  # BYOL: backbone + projector of the online network
-        return method.online(x)
-    head = getattr(method, "head", None)
-    head = getattr(method, "projector", None) if head is None else head
-    if head is None:
-        raise TypeError(f"{type(method).__name__}: no projection head (head, projector or online)")
-    return head(method.backbone(x))
+    return method.project(method.backbone(x))
 
 
 @torch.no_grad()

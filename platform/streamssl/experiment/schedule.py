@@ -229,7 +229,7 @@ def execute_run(flat: dict, path: str, threads: int) -> dict:
     """The Ray task: one run into `path`; failures are recorded in its run.json and returned."""
     import torch
 
-    from streamssl.config import resolve
+    from streamssl.resolve import resolve
     from streamssl.train.runner import run_pipeline
 
     torch.set_num_threads(threads)  # the runner keeps the thread count it finds (learner.threads unset)

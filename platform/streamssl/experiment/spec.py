@@ -3,7 +3,7 @@
 A spec names a base pipeline and the axes of the matrix (methods, stream kinds, seeds, an optional
 grid of further keys); every combination of method, stream and grid values is a cell, and every
 cell runs once per seed. Everything is checked here before any work: the spec's own keys, and
-every generated run config resolved by `streamssl.config.load`, so a bad override or grid value
+every generated run config resolved by `streamssl.resolve.load`, so a bad override or grid value
 names its spec key and the pipeline key.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import ConfigError, first_line
 
 SPEC_KEYS = ("base", "methods", "streams", "seeds", "overrides", "grid", "reference", "max_concurrent")
@@ -190,12 +191,12 @@ def _check_reference(spec: ExperimentSpec) -> None:
 
 def run_config(spec: ExperimentSpec, run: RunSpec, pinned: dict | None = None) -> cfg.RunConfig:
     """The resolved config of one run: base <- per_method <- overrides <- the run's axes <- pinned."""
-    return cfg.load(spec.base, {**spec.overrides, **run.params(), **(pinned or {})})
+    return resolve.load(spec.base, {**spec.overrides, **run.params(), **(pinned or {})})
 
 
 def _resolves(spec: ExperimentSpec, params: dict, where: str, overrides: bool = True) -> None:
     try:
-        cfg.load(spec.base, {**(spec.overrides if overrides else {}), **params})
+        resolve.load(spec.base, {**(spec.overrides if overrides else {}), **params})
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from err
 

@@ -1,4 +1,4 @@
-"""BYOL's loss, Grill et al. 2020 (method-spec 5.5): normalized MSE between prediction and target.
+"""BYOL's loss, Grill et al. 2020: normalized MSE between prediction and target.
 
 https://arxiv.org/abs/2006.07733
 """

@@ -1,4 +1,4 @@
-"""EMP-SSL objective, Tong et al. 2023 (method-spec 5.4): cosine of each crop to its image mean + TCR.
+"""EMP-SSL objective, Tong et al. 2023: cosine of each crop to its image mean + TCR.
 
 https://arxiv.org/abs/2304.03977
 """

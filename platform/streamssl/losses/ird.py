@@ -1,7 +1,7 @@
 """Instance-wise relation distillation (IRD) from Co2L (Cha et al., ICCV 2021), as used by SCALE.
 
 Each sample's similarity distribution over the other samples of the batch, under the current
-model, is pulled towards the same distribution under a frozen past model (method-spec 5.1).
+model, is pulled towards the same distribution under a frozen past model.
 https://arxiv.org/abs/2106.14413
 """
 

@@ -1,4 +1,4 @@
-"""Multi-Crop Contrastive (MCC) loss of Imai et al., ACCV 2024 (method-spec 2.3).
+"""Multi-Crop Contrastive (MCC) loss of Imai et al., ACCV 2024.
 
 https://openaccess.thecvf.com/content/ACCV2024/html/Imai_Faster_convergence_and_Uncorrelated_gradients_in_Self-Supervised_Online_Continual_Learning_ACCV_2024_paper.html
 """

@@ -1,4 +1,4 @@
-"""SimCLR's NT-Xent loss, Chen et al. 2020 (method-spec 5.2), with optional cross-worker negatives.
+"""SimCLR's NT-Xent loss, Chen et al. 2020 (Sec. 2.1, Eq. 1), with optional cross-worker negatives.
 
 https://arxiv.org/abs/2002.05709
 """

@@ -1,4 +1,4 @@
-"""SCALE's pseudo-supervised contrastive (PSC) loss (Yu et al., CVPRW 2023; method-spec 5.1).
+"""SCALE's pseudo-supervised contrastive (PSC) loss (Yu et al., CVPRW 2023).
 
 SupCon (Khosla et al. 2020) whose positives come from a tSNE-style similarity mask of backbone
 features instead of labels. Only stream samples have positives and only stream anchors are

@@ -1,4 +1,4 @@
-"""SimSiam loss, Chen and He 2021 (MinRed's objective, method-spec 5.3).
+"""SimSiam loss, Chen and He 2021 (MinRed's objective).
 
 https://arxiv.org/abs/2011.10566
 """

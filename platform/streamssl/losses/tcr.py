@@ -1,4 +1,4 @@
-"""Total coding rate (TCR) of EMP-SSL, Tong et al. 2023 (method-spec 2.4).
+"""Total coding rate (TCR) of EMP-SSL, Tong et al. 2023.
 
 https://arxiv.org/abs/2304.03977
 """

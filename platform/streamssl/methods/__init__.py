@@ -1,5 +1,9 @@
 """SSL methods, registered by name (== module name == `method.name` in pipelines)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from streamssl.methods.base import Method, MethodParams, StepOutput
 from streamssl.methods.byol import BYOL
 from streamssl.methods.empssl import EMPSSL
@@ -12,9 +16,14 @@ METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": Mi
                                     "simclr": SimCLR, "byol": BYOL, "scale": Scale}
 
 
-def operating_warnings(config) -> list[str]:
+def method_params(section: dict[str, Any]) -> MethodParams:
+    """The Params of a pipeline's `method` section ({"name": <a METHODS key>, **its fields})."""
+    return METHODS[section["name"]].Params(**{k: v for k, v in section.items() if k != "name"})
+
+
+def operating_warnings(config: Any) -> list[str]:
     """The chosen method's operating-point warnings for a resolved RunConfig (see Method.operating_warnings)."""
-    return METHODS[config.method_name].operating_warnings(config.method_params())
+    return METHODS[config.method_name].operating_warnings(method_params(config.method))
 
 
-__all__ = ["METHODS", "Method", "MethodParams", "StepOutput", "operating_warnings"]
+__all__ = ["METHODS", "Method", "MethodParams", "StepOutput", "method_params", "operating_warnings"]

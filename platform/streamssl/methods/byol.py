@@ -1,12 +1,12 @@
-"""BYOL (Grill et al., NeurIPS 2020, method-spec 5.5): online network + predictor vs an EMA target.
+"""BYOL (Grill et al., NeurIPS 2020): online network + predictor vs an EMA target.
 
-Online: backbone -> projector (feat -> 4096 -> 256) -> predictor (256 -> 4096 -> 256). Target: an
-EMA copy of backbone + projector, never seen by the optimizer (its parameters do not require
-grad, and the learner's optimizer takes only parameters that do). After every optimizer step
-xi <- tau xi + (1 - tau) theta with tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, rising from
-tau_base to 1 over the run's K updates. The target's BatchNorm running statistics are copied from
-the online network (only parameters are averaged); the target runs in the module's train/eval mode,
-so in training it normalizes with its own batch statistics, as in the paper.
+Online: backbone -> projector (backbone_dim -> 4096 -> 256) -> predictor (256 -> 4096 -> 256).
+Target: an EMA copy of backbone + projector, never seen by the optimizer (its parameters do not
+require grad, and the learner's optimizer takes only parameters that do). After every optimizer
+step xi <- tau xi + (1 - tau) theta with tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, rising
+from tau_base to 1 over the run's K updates. The target's BatchNorm running statistics are copied
+from the online network (only parameters are averaged); the target runs in the module's
+train/eval mode, so in training it normalizes with its own batch statistics, as in the paper.
 https://arxiv.org/abs/2006.07733
 """
 
@@ -17,27 +17,25 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from streamssl.augment import CropParams, multicrop
-from streamssl.config import ModelConfig
-from streamssl.errors import ConfigError
+from streamssl.checks import in_range
 from streamssl.losses import byol_loss
-from streamssl.methods.base import Method, MethodParams, StepOutput
-from streamssl.methods.simclr import projection_mlp
+from streamssl.methods.twoview import TwoViewMethod, TwoViewParams
+from streamssl.models import ModelSpec, projection_mlp
 
 
 @dataclass(frozen=True)
-class BYOLParams(MethodParams):
+class BYOLParams(TwoViewParams):
     tau_base: float = 0.996  # EMA decay at the first update
     pred_hidden_dim: int | None = None  # predictor width; None: the projector's (4096)
-    crop_scale: tuple = (0.2, 1.0)  # RRC area range (BYOL's ImageNet recipe uses (0.08, 1))
+    # crop_scale (0.2, 1): BYOL's ImageNet recipe uses (0.08, 1)
 
     def validate(self) -> None:
         super().validate()
-        if not 0 <= self.tau_base <= 1:
-            raise ConfigError(f"method.tau_base: must be in [0, 1], got {self.tau_base}")
+        in_range("method.tau_base", self.tau_base, 0, 1)
+        in_range("method.pred_hidden_dim", self.pred_hidden_dim, 1, none_ok=True)
 
 
 def target_tau(tau_base: float, update: int, total_updates: int) -> float:
@@ -71,33 +69,38 @@ class _Encoder(nn.Module):
         return self.projector(self.backbone(x))
 
 
-class BYOL(Method):
+class BYOL(TwoViewMethod):
     Params = BYOLParams
     presets = {"learner.schedule": "accv", "buffer.policy": "reservoir"}
 
-    def __init__(self, params: BYOLParams, model: ModelConfig) -> None:
+    def __init__(self, params: BYOLParams, model: ModelSpec) -> None:
         super().__init__(params, model)
-        self.feature_dim = model.proj_dim or 256
+        self.proj_dim = model.proj_dim or 256
         hidden = model.proj_hidden_dim or 4096
-        self.online = _Encoder(self.backbone, projection_mlp(self.feat_dim, hidden, self.feature_dim))
-        self.predictor = projection_mlp(self.feature_dim, params.pred_hidden_dim or hidden, self.feature_dim)
+        self.online = _Encoder(self.backbone, projection_mlp(self.backbone_dim, hidden, self.proj_dim))
+        self.predictor = projection_mlp(self.proj_dim, params.pred_hidden_dim or hidden, self.proj_dim)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         # BYOL's asymmetric views: blur always on view 1, rarely on view 2; solarize only on view 2
         shared = dict(scale=tuple(params.crop_scale), crops=1)
         self.view_params = (CropParams.two_view(model.image_size, p_blur=1.0, p_solarize=0.0, **shared),
                             CropParams.two_view(model.image_size, p_blur=0.1, p_solarize=0.2, **shared))
 
-    def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
-        views = torch.cat([multicrop(images, p, generator) for p in self.view_params])  # [2, b, 3, S, S]
-        b = views.shape[1]
-        x = views.flatten(0, 1)
-        z = self.online(x)  # [2b, dim]
+    def two_views(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """View 1 from the first recipe, view 2 from the second: (2, B, 3, S, S)."""
+        return torch.cat([multicrop(images, p, generator) for p in self.view_params])
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        # not cast to float32: the buffer feature sums the two views in the autocast dtype, as
+        # the predictor sees them; byol_loss upcasts on its own
+        return self.online.projector(features)
+
+    def loss(self, z: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         p = self.predictor(z)
         with torch.no_grad():
             t = self.target(x)
-        loss = byol_loss(p[:b], p[b:], t[:b], t[b:])
-        feats = F.normalize((z[:b] + z[b:]).detach().float(), dim=-1)
-        return StepOutput(loss, feats, {"byol": loss.item()})
+        p1, p2, t1, t2 = (*p.chunk(2), *t.chunk(2))
+        loss = byol_loss(p1, p2, t1, t2)
+        return loss, {"byol": loss.item()}
 
     def after_step(self, update: int, total_updates: int) -> None:
         """EMA the target after update `update` (1-based), with tau of step k = update - 1.

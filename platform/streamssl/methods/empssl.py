@@ -1,6 +1,6 @@
 """EMP-SSL (Tong et al., 2023, arXiv 2304.03977) as an online baseline: same loop, its own loss.
 
-Loss: lambda_sim * (-mean cosine of each crop to its image's mean) + lambda_tcr * TCR (method-spec 5.4).
+Loss: lambda_sim * (-mean cosine of each crop to its image's mean) + lambda_tcr * TCR.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from streamssl import distributed
+from streamssl.checks import in_range
 from streamssl.losses import cosine_to_mean_loss, tcr_loss
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
@@ -19,6 +20,10 @@ from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
 class EMPSSLParams(MultiCropParams):
     lambda_sim: float = 200.0
 
+    def validate(self) -> None:
+        super().validate()
+        in_range("method.lambda_sim", self.lambda_sim, 0)
+
 
 class EMPSSL(MultiCropMethod):
     Params = EMPSSLParams
@@ -26,7 +31,7 @@ class EMPSSL(MultiCropMethod):
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         p = self.params
-        z = self.project(images, generator)  # [N, b, d]
+        z = self.project_crops(images, generator)  # (N, B, proj_dim)
         g = distributed.gather_crops(z)  # TCR over every worker's batch; identity at W = 1
         sim = g.weight * cosine_to_mean_loss(z)
         tcr = tcr_loss(g.crops, eps=p.eps)

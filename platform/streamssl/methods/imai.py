@@ -1,7 +1,7 @@
 """Imai et al., ACCV 2024: Multi-Crop Contrastive (MCC) + total coding rate (TCR) on a diverse buffer.
 
 "Faster convergence and Uncorrelated gradients in Self-Supervised Online Continual Learning".
-Loss: lambda_mcc * MCC(z, tau) + lambda_tcr * TCR(z, eps) over N crops per image (method-spec 2.3-2.5).
+Loss: lambda_mcc * MCC(z, tau) + lambda_tcr * TCR(z, eps) over N crops per image (losses/mcc.py, losses/tcr.py).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import torch
 
 from streamssl import distributed
+from streamssl.checks import in_range, one_of
 from streamssl.losses import mcc_loss, tcr_loss
+from streamssl.losses.mcc import VARIANTS
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
 
-# Below this many crops MCC is out of its regime (method-spec, "Operating point of MCC"): a crop's
+# Below this many crops MCC is out of its operating regime: a crop's
 # positive, the normalized crop mean, contains the crop itself with weight 1/N, so at small N a
 # crop wins its softmax against the other images' means with no agreement between crops at all.
 MCC_MIN_CROPS = 8
@@ -29,10 +31,9 @@ class ImaiParams(MultiCropParams):
 
     def validate(self) -> None:
         super().validate()
-        if self.mcc_variant not in ("crop_anchor", "mean_anchor"):
-            from streamssl.errors import ConfigError
-
-            raise ConfigError(f"method.mcc_variant: crop_anchor or mean_anchor, got {self.mcc_variant!r}")
+        in_range("method.temperature", self.temperature, 0, low_open=True)
+        in_range("method.lambda_mcc", self.lambda_mcc, 0)
+        one_of("method.mcc_variant", self.mcc_variant, VARIANTS)
 
 
 class Imai(MultiCropMethod):
@@ -48,7 +49,7 @@ class Imai(MultiCropMethod):
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
         p = self.params
-        z = self.project(images, generator)  # [N, b, d]
+        z = self.project_crops(images, generator)  # (N, B, proj_dim)
         # With W workers, negatives (and TCR's Gram matrix) span every worker's batch, so W
         # workers of batch b compute what one worker of batch W*b would; identity at W = 1.
         g = distributed.gather_crops(z)

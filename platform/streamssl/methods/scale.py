@@ -1,6 +1,6 @@
 """SCALE (Yu et al., CVPRW 2023): pseudo-supervised contrast + relation distillation + PSA memory.
 
-"SCALE: Online Self-Supervised Lifelong Learning without Prior Knowledge", method-spec 5.1;
+"SCALE: Online Self-Supervised Lifelong Learning without Prior Knowledge",
 https://arxiv.org/abs/2208.11266. Per stream batch (the learner calls `begin_batch` once):
 snapshot the past model, augment the B stream images into two views ONCE and keep them for the K
 steps; each step adds freshly augmented views of the replayed memory samples and minimizes
@@ -34,16 +34,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamssl.augment import CropParams, eval_transform, multicrop
-from streamssl.config import ModelConfig
-from streamssl.errors import ConfigError, TrainingError
+from streamssl.checks import in_range
+from streamssl.errors import TrainingError
 from streamssl.losses import ird_loss, psc_loss, similarity_mask
-from streamssl.methods.base import Method, MethodParams, StepOutput
+from streamssl.methods.base import StepOutput
+from streamssl.methods.twoview import TwoViewMethod, TwoViewParams, pair_features
+from streamssl.models import ModelSpec
 
 _EMBED_CHUNK = 512  # images per forward when embedding the memory
 
 
 @dataclass(frozen=True)
-class ScaleParams(MethodParams):
+class ScaleParams(TwoViewParams):
     temperature: float = 0.1  # PSC (temp_cont)
     base_temperature: float = 0.07
     tsne_temperature: float = 0.1
@@ -51,38 +53,35 @@ class ScaleParams(MethodParams):
     current_temperature: float = 0.1  # IRD, current model
     past_temperature: float = 0.01  # IRD, past model
     distill_power: float = 0.15  # run-scale.sh (argparse default 0.1)
-    crop_scale: tuple = (0.2, 1.0)
     normalize_mask: bool = True
     memory_x255_quirk: bool = False
     memory_train_mode: bool = False
 
     def validate(self) -> None:
         super().validate()
-        for name in ("base_temperature", "tsne_temperature", "current_temperature", "past_temperature"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"method.{name}: must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.thres_ratio <= 1:
-            raise ConfigError(f"method.thres_ratio: must be in [0, 1], got {self.thres_ratio}")
-        if self.distill_power < 0:
-            raise ConfigError(f"method.distill_power: must be >= 0, got {self.distill_power}")
+        for name in ("temperature", "base_temperature", "tsne_temperature", "current_temperature",
+                     "past_temperature"):
+            in_range(f"method.{name}", getattr(self, name), 0, low_open=True)
+        in_range("method.thres_ratio", self.thres_ratio, 0, 1)
+        in_range("method.distill_power", self.distill_power, 0)
 
 
-class Scale(Method):
+class Scale(TwoViewMethod):
     Params = ScaleParams
     presets = {"model.backbone": "resnet18", "learner.schedule": "accv", "learner.stream_batch": 128,
                "learner.k": 20, "learner.lr": 0.03, "learner.momentum": 0.9, "learner.weight_decay": 1e-4,
                "learner.lars": False, "learner.lr_schedule": "constant", "buffer.size": 256, "buffer.policy": "psa"}
     # keys set by stream kind, above `presets` and below explicit values (SCALE's iid runs use 0.3)
-    stream_presets: ClassVar[dict] = {"iid": {"method.thres_ratio": 0.3}}
+    stream_presets: ClassVar[dict[str, dict]] = {"iid": {"method.thres_ratio": 0.3}}
     # every update's images start with the current stream batch (the learner's accv schedule)
     needs_stream_rows: ClassVar[bool] = True
 
-    def __init__(self, params: ScaleParams, model: ModelConfig) -> None:
+    def __init__(self, params: ScaleParams, model: ModelSpec) -> None:
         super().__init__(params, model)
-        self.feature_dim = model.proj_dim or 128
-        hidden = model.proj_hidden_dim or self.feat_dim
-        self.projector = nn.Sequential(nn.Linear(self.feat_dim, hidden), nn.ReLU(inplace=True),
-                                       nn.Linear(hidden, self.feature_dim))
+        self.proj_dim = model.proj_dim or 128
+        hidden = model.proj_hidden_dim or self.backbone_dim
+        self.projector = nn.Sequential(nn.Linear(self.backbone_dim, hidden), nn.ReLU(inplace=True),
+                                       nn.Linear(hidden, self.proj_dim))
         self.crop_params = CropParams.two_view(model.image_size, scale=tuple(params.crop_scale), p_blur=0.0)
         self.register_buffer("ird_weight", torch.zeros((), dtype=torch.float64))  # w; 0 until fixed
         self.register_buffer("loss_sums", torch.zeros(2, dtype=torch.float64))  # sum of PSC, IRD until w is fixed
@@ -109,20 +108,20 @@ class Scale(Method):
         views, n = self._views(images, generator)  # (2, b, 3, S, S)
         b = views.shape[1]
         x = views.flatten(0, 1)
-        h = self.backbone(x)  # (2b, feat_dim)
-        z = F.normalize(self.projector(h).float(), dim=-1).view(2, b, -1)
+        h = self.backbone(x)  # (2b, backbone_dim)
+        z = F.normalize(self.project(h), dim=-1).view(2, b, -1)
         p = self.params
         mask = similarity_mask(h.view(2, b, -1), n, p.tsne_temperature, p.thres_ratio, p.normalize_mask)
         psc = psc_loss(z, mask, n, p.temperature, p.base_temperature)
         ird = self._ird(x[:b], z[0])
         loss = psc + self._distill_weight(psc, ird) * ird
-        feats = F.normalize((z[0] + z[1]).detach(), dim=-1)
-        return StepOutput(loss, feats, {"psc": psc.item(), "ird": ird.item(), "ird_weight": float(self.ird_weight)})
+        parts = {"psc": psc.item(), "ird": ird.item(), "ird_weight": float(self.ird_weight)}
+        return StepOutput(loss, pair_features(z[0], z[1]), parts)
 
     def _views(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """Fixed stream views ++ fresh memory views, and the number of stream rows."""
         if self._batch is None:
-            return multicrop(images, self.crop_params, generator), images.shape[0]
+            return self.two_views(images, generator), images.shape[0]
         stream, stream_views = self._batch
         n = stream.shape[0]
         if images.shape[0] < n or not torch.equal(images[:n], stream):
@@ -155,7 +154,7 @@ class Scale(Method):
 
     @torch.no_grad()
     def memory_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw backbone embeddings (N, feat_dim) of uint8 memory + new images, for PSA."""
+        """Raw backbone embeddings (N, backbone_dim) of uint8 memory + new images, for PSA."""
         was_training = self.backbone.training
         self.backbone.train(self.params.memory_train_mode)
         try:
@@ -164,4 +163,4 @@ class Scale(Method):
                       for i in range(0, images.shape[0], _EMBED_CHUNK)]
         finally:
             self.backbone.train(was_training)
-        return torch.cat(chunks) if chunks else images.new_zeros((0, self.feat_dim), dtype=torch.float32)
+        return torch.cat(chunks) if chunks else images.new_zeros((0, self.backbone_dim), dtype=torch.float32)

@@ -6,9 +6,10 @@ from torch import nn
 
 from streamssl.errors import ConfigError
 from streamssl.models import backbones
-from streamssl.models.heads import EMPHead, SimSiamPredictor, SimSiamProjector
+from streamssl.models.heads import EMPHead, SimSiamPredictor, SimSiamProjector, projection_mlp
+from streamssl.models.spec import ModelSpec
 
-# name -> constructor(pretrained: bool) -> (module, feature dim)
+# name -> constructor() -> (module, output width)
 BACKBONES = {
     "resnet18_cifar": backbones.resnet18_cifar,
     "resnet18": backbones.resnet18,
@@ -18,22 +19,22 @@ BACKBONES = {
 }
 
 
-def build_backbone(name: str, *, pretrained: bool = False) -> tuple[nn.Module, int]:
-    """Build a registered backbone.
+def build_backbone(name: str) -> tuple[nn.Module, int]:
+    """Build a registered backbone, randomly initialized (from torch's global RNG).
 
     Args:
         name: a key of BACKBONES.
-        pretrained: load ImageNet weights (torchvision ResNets with their original stem only).
 
     Returns:
         (module mapping (B, 3, H, W) float -> (B, D) pooled features, D).
 
     Raises:
-        ConfigError: unknown name, or pretrained weights asked of a custom backbone.
+        ConfigError: unknown name.
     """
     if name not in BACKBONES:
         raise ConfigError(f"model.backbone: unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
-    return BACKBONES[name](pretrained=pretrained)
+    return BACKBONES[name]()
 
 
-__all__ = ["BACKBONES", "build_backbone", "EMPHead", "SimSiamProjector", "SimSiamPredictor"]
+__all__ = ["BACKBONES", "build_backbone", "EMPHead", "ModelSpec", "SimSiamProjector", "SimSiamPredictor",
+           "projection_mlp"]

@@ -1,7 +1,8 @@
 """Backbone constructors: each returns (module mapping (B, 3, H, W) float -> (B, D), D).
 
 The ResNets are torchvision's with `fc` replaced by Identity, so the output is the globally pooled
-feature that kNN evaluation reads (method-spec 2.1). `cnn4` is a small network for CPU presets.
+feature that kNN evaluation reads (EMP-SSL and Imai et al. evaluate on it, not on the projection).
+`cnn4` is a small network for CPU presets. Every backbone starts from random weights.
 """
 
 from __future__ import annotations
@@ -10,17 +11,9 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from streamssl.errors import ConfigError
 
-
-def _no_pretrained(name: str, pretrained: bool) -> None:
-    if pretrained:
-        raise ConfigError(f"model.backbone: '{name}' has no pretrained weights (it has a custom stem)")
-
-
-def resnet18_cifar(pretrained: bool = False) -> tuple[nn.Module, int]:
+def resnet18_cifar() -> tuple[nn.Module, int]:
     """ResNet-18 with the CIFAR stem: conv1 3x3 stride 1 pad 1, no max-pool (EMP-SSL's resnet18-cifar)."""
-    _no_pretrained("resnet18_cifar", pretrained)
     net = tvm.resnet18(weights=None)
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
@@ -28,16 +21,16 @@ def resnet18_cifar(pretrained: bool = False) -> tuple[nn.Module, int]:
     return net, 512
 
 
-def resnet18(pretrained: bool = False) -> tuple[nn.Module, int]:
-    """torchvision ResNet-18 with the ImageNet stem; `pretrained` loads the ImageNet weights."""
-    net = tvm.resnet18(weights="DEFAULT" if pretrained else None)
+def resnet18() -> tuple[nn.Module, int]:
+    """torchvision ResNet-18 with the ImageNet stem."""
+    net = tvm.resnet18(weights=None)
     net.fc = nn.Identity()
     return net, 512
 
 
-def resnet50(pretrained: bool = False) -> tuple[nn.Module, int]:
-    """torchvision ResNet-50; `pretrained` loads the ImageNet weights."""
-    net = tvm.resnet50(weights="DEFAULT" if pretrained else None)
+def resnet50() -> tuple[nn.Module, int]:
+    """torchvision ResNet-50."""
+    net = tvm.resnet50(weights=None)
     net.fc = nn.Identity()
     return net, 2048
 
@@ -66,15 +59,13 @@ class CNN4(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
-def cnn4(pretrained: bool = False) -> tuple[nn.Module, int]:
+def cnn4() -> tuple[nn.Module, int]:
     """The small CPU CNN, width 32 (256-d output)."""
-    _no_pretrained("cnn4", pretrained)
     net = CNN4(32)
     return net, net.out_dim
 
 
-def cnn4_wide(pretrained: bool = False) -> tuple[nn.Module, int]:
+def cnn4_wide() -> tuple[nn.Module, int]:
     """The small CPU CNN at width 64 (512-d output)."""
-    _no_pretrained("cnn4_wide", pretrained)
     net = CNN4(64)
     return net, net.out_dim

@@ -1,7 +1,8 @@
-"""Projection and prediction heads (EMP-SSL, SimSiam); every dimension is an argument.
+"""Projection and prediction heads (EMP-SSL, SimSiam, SimCLR/BYOL); every dimension is an argument.
 
-EMP-SSL: https://arxiv.org/abs/2304.03977 (method-spec 2.1).
-SimSiam: https://arxiv.org/abs/2011.10566 (method-spec 5.3, MinRed's objective).
+EMP-SSL (Tong et al. 2023): https://arxiv.org/abs/2304.03977, the head of its code.
+SimSiam (Chen and He 2021, MinRed's objective): https://arxiv.org/abs/2011.10566.
+SimCLR (Chen et al. 2020): https://arxiv.org/abs/2002.05709; BYOL (Grill et al. 2020): https://arxiv.org/abs/2006.07733.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from torch import nn
 
 def _linear_bn_relu(in_dim: int, out_dim: int, bias: bool = True) -> list[nn.Module]:
     return [nn.Linear(in_dim, out_dim, bias=bias), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True)]
+
+
+def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear-BN-ReLU-Linear head, (B, in_dim) -> (B, out_dim): SimCLR's projector, BYOL's projector and predictor."""
+    return nn.Sequential(*_linear_bn_relu(in_dim, hidden_dim), nn.Linear(hidden_dim, out_dim))
 
 
 class EMPHead(nn.Module):

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import pickle
-import random
 import zipfile
 from pathlib import Path
 
@@ -91,21 +90,7 @@ def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state
 
 def learner_state(learner) -> dict:
     """Everything a fresh `Learner` built from the same config needs to continue bit-identically."""
-    prev = learner._prev_grad
-    return {
-        "fingerprint": _fingerprint(learner),
-        "method": learner.method.state_dict(),
-        "optimizer": learner.optimizer.state_dict(),
-        "buffer": learner.buffer.state_dict(),
-        "policy": learner.policy.state_dict(),
-        "aug_gen": learner.aug_gen.get_state(),
-        "buffer_gen": learner.buffer_gen.get_state(),
-        "global_rng": _global_rng_state(),
-        "update": learner.update,
-        "total_updates": learner.total_updates,  # with `update`: the LR schedule's position
-        "last_loss": float(learner.last_loss),
-        "prev_grad": None if prev is None else prev.detach().cpu().clone(),
-    }
+    return {"fingerprint": _fingerprint(learner), **learner.state_dict()}
 
 
 def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_size: int | None = None) -> dict:
@@ -146,17 +131,7 @@ def load_metrics(directory: str | os.PathLike, rank: int) -> list | None:
 
 def restore_learner(learner, state: dict) -> None:
     """Put a `learner_state` dict back into a learner built from the same config."""
-    device = learner.device
-    learner.method.load_state_dict(state["method"])
-    learner.optimizer.load_state_dict(state["optimizer"])  # moves momentum buffers to the params' device
-    learner.buffer.load_state_dict(state["buffer"])
-    learner.policy.load_state_dict(state["policy"])
-    learner.aug_gen.set_state(state["aug_gen"])
-    learner.buffer_gen.set_state(state["buffer_gen"])
-    _set_global_rng_state(state["global_rng"])
-    learner.update, learner.last_loss = state["update"], state["last_loss"]
-    prev = state["prev_grad"]
-    learner._prev_grad = None if prev is None else prev.to(device)
+    learner.load_state_dict(state)
 
 
 def is_complete(directory: str | os.PathLike, world_size: int, *, verify: bool = False) -> bool:
@@ -300,27 +275,6 @@ def _check_fingerprint(directory: Path, saved: dict, mine: dict) -> None:
             what = "stream length (total updates)" if key == "total_updates" else key
             raise StreamSSLError(f"checkpoint {directory} was written with {what}={saved[key]}, this run has "
                                  f"{value}: resume with the run's original config")
-
-
-def _global_rng_state() -> dict:
-    """torch (CPU and CUDA), numpy and python global RNG states as tensors and plain values."""
-    algo, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    return {"torch": torch.get_rng_state(), "cuda": cuda,
-            "numpy": {"algo": algo, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
-            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
-
-
-def _set_global_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["algo"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
 def _plain(value, where: str):

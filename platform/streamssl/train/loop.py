@@ -8,7 +8,6 @@ its shard, unchanged.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from streamssl.streams.split import rank_split
 from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
 from streamssl.train.progress import ProgressWriter
+from streamssl.train.replay import total_updates
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,6 @@ class LoopState:
     class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
     evals: list = field(default_factory=list)  # (samples_seen, top1, validation top1 or NaN)
     skipped: list = field(default_factory=list)  # this rank's undecodable stream samples (train.skips)
-
-
-def total_updates(config: RunConfig, total_samples: int) -> int:
-    """Updates a worker makes over `total_samples` (its share of the stream): K per stream batch, the
-    last short one included (minred skips batches until the buffer fills)."""
-    batches = math.ceil(total_samples / config.learner.stream_batch)
-    if config.learner.schedule == "minred":
-        batches -= math.ceil(config.buffer.size / config.learner.stream_batch) - 1
-    return max(batches, 0) * config.learner.k
 
 
 def stream_end(config: RunConfig, total_samples: int, world_size: int = 1) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from streamssl import fsio
-from streamssl.config import RunConfig, resolve
+from streamssl.config import RunConfig
+from streamssl.resolve import resolve
 
 log = logging.getLogger(__name__)
 

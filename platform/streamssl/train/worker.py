@@ -23,7 +23,8 @@ from streamssl import fsio
 from streamssl.config import RunConfig
 from streamssl.train.checkpoint import load_checkpoint, save_checkpoint
 from streamssl.train.learner import Learner
-from streamssl.train.loop import LoopState, run_loop, stream_end, total_updates
+from streamssl.train.loop import LoopState, run_loop, stream_end
+from streamssl.train.replay import total_updates
 
 log = logging.getLogger(__name__)
 

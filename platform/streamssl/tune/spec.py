@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streamssl import config as cfg
+from streamssl import resolve
 from streamssl.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "grid")
@@ -208,12 +209,12 @@ def candidate_config(spec: SearchSpec, params: dict, where: str = "base") -> cfg
 
 
 def trial_config(base_flat: dict, params: dict) -> cfg.RunConfig:
-    """Base dotted keys + a trial's params, resolved as `config.load` would (per_method, then params)."""
+    """Base dotted keys + a trial's params, resolved as `resolve.load` would (per_method, then params)."""
     explicit = dict(base_flat)
-    name = params.get("method.name", explicit.get("method.name", "imai"))
-    explicit.update(cfg.per_method(explicit, name))
+    name = params.get("method.name", explicit.get("method.name", cfg.DEFAULT_METHOD))
+    explicit.update(resolve.per_method(explicit, name))
     explicit.update(params)
-    return cfg.resolve(explicit)
+    return resolve.resolve(explicit)
 
 
 def plain(value: Any) -> Any:
