@@ -102,6 +102,7 @@ def test_segment_ends_and_points_follow_uneven_counts_and_the_consumed_samples(t
 
 
 def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
+    from streamssl import config as cfgschema
     from streamssl import resolve as cfg
     from streamssl.train.evaluate import EvalData
     from streamssl.train.loop import run_loop
