@@ -8,7 +8,7 @@ from tunespec import write_spec
 
 from streamssl import cli
 from streamssl import config as cfg
-from streamssl.train.runner import run_pipeline
+from streamssl.pipeline import run_pipeline
 from streamssl.tune.trial import STARTS_FILE
 
 pytestmark = pytest.mark.ray

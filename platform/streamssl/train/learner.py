@@ -203,3 +203,62 @@ class Learner:
         return {"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "buffer": self.buffer.state_dict(), "update": self.update,
                 "aug_gen": self.aug_gen.get_state(), "buffer_gen": self.buffer_gen.get_state()}
+
+
+# TEMPORARY (helper "story"): the learner-owned state that helper "contracts" is adding to the
+# class (state_dict with prev_grad and everything a checkpoint restores, load_state_dict(state,
+# device)). Replace this block with that version when merging.
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def _state_dict(self) -> dict:
+    """Everything a fresh `Learner` built from the same config needs to continue bit-identically."""
+    prev = self._prev_grad
+    return {"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(), "policy": self.policy.state_dict(),
+            "aug_gen": self.aug_gen.get_state(), "buffer_gen": self.buffer_gen.get_state(),
+            "global_rng": _global_rng_state(), "update": self.update,
+            "total_updates": self.total_updates,  # with `update`: the LR schedule's position
+            "last_loss": float(self.last_loss), "prev_grad": None if prev is None else prev.detach().cpu().clone()}
+
+
+def _load_state_dict(self, state: dict, device: torch.device) -> None:
+    self.method.load_state_dict(state["method"])
+    self.optimizer.load_state_dict(state["optimizer"])  # moves momentum buffers to the params' device
+    self.buffer.load_state_dict(state["buffer"])
+    self.policy.load_state_dict(state["policy"])
+    self.aug_gen.set_state(state["aug_gen"])
+    self.buffer_gen.set_state(state["buffer_gen"])
+    _set_global_rng_state(state["global_rng"])
+    self.update, self.last_loss = state["update"], state["last_loss"]
+    prev = state["prev_grad"]
+    self._prev_grad = None if prev is None else prev.to(device)
+
+
+Learner.state_dict = _state_dict
+Learner.load_state_dict = _load_state_dict
+
+
+def _global_rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and python global RNG states as tensors and plain values."""
+    algo, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda,
+            "numpy": {"algo": algo, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+
+
+def _set_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["algo"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
