@@ -174,7 +174,7 @@ def prepare(pipeline: str | Path, overrides: list[str], out: str | None = None,
             env: dict[str, str] | None = None) -> Submission:
     """Resolve and validate the pipeline here (ConfigError names the key) before any network call."""
     from streamssl import resolve
-    from streamssl.train.runner import git_sha
+    from streamssl.pipeline import git_sha
 
     config = resolve.load(pipeline, overrides)
     job_id = submission_id(config.name)

@@ -28,16 +28,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     import logging
 
     import ray
-    import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines drown the progress bar
 
     if ray.is_initialized():
         return
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    if quiet:
-        ctx.enable_progress_bars = False
+    set_data_context(quiet)
     explicit = address
     if address:
         check_ray_address(address, address_name)
@@ -60,6 +56,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         raise StreamSSLError(f"could not start a local Ray ({reason}); a heavily loaded machine is the usual "
                              f"cause: try again, or join a running cluster with RAY_ADDRESS") from None
     _started_local = True
+
+
+def set_data_context(quiet: bool = False) -> None:
+    """Ray Data's settings, set here only: blocks in order (the stream's order is the experiment)
+    and, when quiet, no progress bars. The context is per process, so the driver (`init_ray`) and
+    each process that reads a stream (`streams.reader`, inside Ray Train workers too) call this."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    if quiet:
+        ctx.enable_progress_bars = False
 
 
 def _ray_running() -> bool:

@@ -86,9 +86,9 @@ def test_matrix_names_and_run_configs(tmp_path):
 
 def test_the_seed_reaches_init_augmentation_replay_and_stream_order(tmp_path):
     """Two seeds of one cell differ in every random source; a key that pins one keeps it fixed."""
+    from streamssl.pipeline import stream_args
     from streamssl.streams.plan import plan_stream
     from streamssl.train.learner import Learner
-    from streamssl.train.runner import stream_args
 
     spec = load_spec(write(tmp_path))
     cell = expand(spec)[:2]  # empssl-seq, seeds 0 and 1

@@ -73,7 +73,7 @@ def test_render_is_deterministic_given_the_seed_at_any_size():
 def test_empssl_ends_above_the_untrained_floor_on_20_classes(data_root, tmp_path):
     """The real pipeline on a 600-sample 20-class seq stream: the untrained network's kNN (at
     samples_seen 0, BatchNorm recalibrated) is a low floor, and EMP-SSL's crops learn the textures."""
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     config = resolve.load("pipelines/smoke.yaml", {
         "method.name": "empssl", "method.crops": 4, "seed": 0,

@@ -10,8 +10,8 @@ from streamssl import resolve
 from streamssl.cli import main
 from streamssl.ingest import load_dataset_info, prepare
 from streamssl.ingest.dataset import dataset_identity
+from streamssl.pipeline import ensure_dataset, ensure_stream
 from streamssl.streams import stream_info
-from streamssl.train.runner import ensure_dataset, ensure_stream
 
 pytestmark = pytest.mark.ray
 

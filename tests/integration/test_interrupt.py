@@ -75,8 +75,8 @@ def test_an_interrupted_run_with_checkpoints_resumes_to_the_end(data_root, ray_l
 
 
 def test_ray_train_workers_stop_together_with_a_final_checkpoint(data_root, ray_local, tmp_path):
+    from streamssl.pipeline.lifecycle import latest_checkpoint
     from streamssl.train.checkpoint import is_complete
-    from streamssl.train.lifecycle import latest_checkpoint
 
     run_dir = tmp_path / "run"
     process = start_run(run_dir, data_root, ray_local, "scaling.num_workers=2", "checkpoint.every=10")

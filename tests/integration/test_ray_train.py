@@ -4,9 +4,11 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from streamssl import resolve
-from streamssl.train.runner import run_pipeline
+from streamssl.errors import StreamSSLError
+from streamssl.pipeline import run_pipeline
 
 pytestmark = pytest.mark.ray
 
@@ -40,3 +42,13 @@ def test_two_workers_consume_the_whole_stream_in_equal_steps(data_root, tmp_path
     assert len(rounds) == 2 and (rounds.value > 0).all()  # rounds after stream batches 2 and 4 per rank
     removed = m[m.metric == "dedup/removed"]
     assert sorted(removed.class_id.unique()) == [0, 1]  # per-rank counts (class_id holds the rank)
+
+
+def test_a_ray_train_worker_whose_training_fails_saves_its_learner(data_root, tmp_path):
+    config = resolve.load("pipelines/smoke.yaml", MICRO + ["learner.lr=1e30", "learner.lars=false"])
+    with pytest.raises(StreamSSLError, match="Ray Train run failed: .*stream position"):
+        run_pipeline(config, tmp_path / "nan", progress=False, trainer="ray")
+    info = json.loads((tmp_path / "nan" / "run.json").read_text())
+    assert info["status"] == "failed" and info["failed_state"] == "failed_state.pt"
+    state = torch.load(tmp_path / "nan" / "failed_state.pt", weights_only=True)
+    assert state["update"] >= 1 and "method" in state and "buffer" in state

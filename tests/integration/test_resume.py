@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from streamssl import resolve
+from streamssl.pipeline import run_pipeline
 from streamssl.train.checkpoint import is_complete
-from streamssl.train.runner import run_pipeline
 
 pytestmark = pytest.mark.ray
 
@@ -58,7 +58,7 @@ def test_a_partial_checkpoint_is_skipped_on_resume(data_root, tmp_path):
     run_pipeline(config, run_dir, progress=False, trainer="local")
     newest = checkpoints(run_dir)[-1]
     (newest / "rank0.done").unlink()  # as if the worker died while saving
-    from streamssl.train.runner import find_resume_checkpoint
+    from streamssl.pipeline import find_resume_checkpoint
 
     assert find_resume_checkpoint(run_dir, 1) == checkpoints(run_dir)[-2]
 

@@ -7,8 +7,8 @@ import pytest
 from streamssl import resolve
 from streamssl.evaluation.metrics_log import MetricsLogger
 from streamssl.methods import METHODS, operating_warnings
+from streamssl.pipeline import run_info
 from streamssl.report import write_report
-from streamssl.train.runner import run_info
 
 
 def smoke(*overrides):

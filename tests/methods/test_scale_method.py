@@ -184,7 +184,7 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(data_root, tm
 
     import pandas as pd
 
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     config = smoke("learner.threads=1", "learner.k=2", "eval.points=[0,0.5,1]", "checkpoint.every=3",
                    "checkpoint.keep=10", "eval.linear=off")

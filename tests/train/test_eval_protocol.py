@@ -14,7 +14,7 @@ from streamssl.errors import ConfigError
 from streamssl.ingest import prepare, read_manifest
 from streamssl.train.evaluate import EvalData, evaluate_model, load_eval_data
 from streamssl.train.learner import Learner
-from streamssl.train.loop import run_loop
+from streamssl.train.loop import run_loop, total_updates
 
 
 @pytest.fixture(autouse=True)
@@ -130,8 +130,8 @@ def test_turning_evaluation_on_does_not_change_training(method):
     losses = {}
     for evaluate in (False, True):
         logger = Rows()
-        run_loop(config, _batches(), 64, _eval_data() if evaluate else None, logger, torch.device("cpu"),
-                 progress=False)
+        learner = Learner(config, torch.device("cpu"), total_updates(config, 64))
+        run_loop(config, learner, _batches(), 64, _eval_data() if evaluate else None, logger, progress=False)
         losses[evaluate] = logger.values("train/loss")
         if evaluate:
             for metric in ("eval/knn_top1", "eval/val_knn_top1", "eval/crop_cosine", "eval/effective_rank"):

@@ -9,6 +9,7 @@ import torch
 from streamssl import resolve
 from streamssl.evaluation import NullLogger
 from streamssl.train.evaluate import EvalData
+from streamssl.train.learner import Learner
 from streamssl.train.loop import LoopState, run_loop, stream_end
 from streamssl.train.replay import total_updates
 
@@ -16,6 +17,12 @@ from streamssl.train.replay import total_updates
 def smoke(*overrides):
     return resolve.load("pipelines/smoke.yaml", ["method.crops=2", "learner.threads=1", "eval.linear_epochs=2",
                                              "eval.knn_k=5", *overrides])
+
+
+def learner_for(config, total, world_size=1):
+    """The learner a worker builds for its share of the stream."""
+    share = stream_end(config, total, world_size) // world_size
+    return Learner(config, torch.device("cpu"), total_updates(config, share))
 
 
 def eval_data(n=24, classes=4, size=16):
@@ -36,7 +43,7 @@ def test_with_workers_the_last_evaluation_and_probe_are_at_the_last_sample_consu
     # 2 workers x 3 batches of 16 consume 96 of 100 samples; eval.points put a point at 96 and one at 100
     config = smoke("eval.points=[0,0.96,1]")
     state = LoopState()
-    summary = run_loop(config, batches([16, 16, 16]), 100, eval_data(), NullLogger(), torch.device("cpu"),
+    summary = run_loop(config, learner_for(config, 100, 2), batches([16, 16, 16]), 100, eval_data(), NullLogger(),
                        world_size=2, progress=False, state=state)
     assert summary["samples_seen"] == 96 == stream_end(config, 100, world_size=2)
     assert [e[0] for e in state.evals] == [0, 96]  # the 100% point moved to the last sample, evaluated once
@@ -46,10 +53,9 @@ def test_with_workers_the_last_evaluation_and_probe_are_at_the_last_sample_consu
 def test_one_worker_trains_on_the_short_last_batch_and_counts_its_updates(one_thread):
     config = smoke("eval.points=[0,1]", "learner.k=2", "learner.lr_schedule=cosine")
     assert stream_end(config, 60) == 60 and total_updates(config, 60) == 4 * 2  # 16 + 16 + 16 + 12
-    state = LoopState()
-    summary = run_loop(config, batches([16, 16, 16, 12]), 60, eval_data(), NullLogger(), torch.device("cpu"),
-                       progress=False, state=state)
-    learner = summary["learner"]
+    state, learner = LoopState(), learner_for(config, 60)
+    summary = run_loop(config, learner, batches([16, 16, 16, 12]), 60, eval_data(), NullLogger(), progress=False,
+                       state=state)
     assert summary["samples_seen"] == 60 and summary["updates"] == 8 == learner.total_updates
     assert [e[0] for e in state.evals] == [0, 60] and math.isfinite(summary["final_linear"])
     assert learner.buffer.steps == 4 and "k3_11" in learner.buffer.keys  # the short batch reached the buffer
@@ -64,7 +70,7 @@ def test_a_stop_request_ends_the_loop_after_the_current_batch_without_a_final_ev
         return len(asked) >= 2  # requested while the second batch trained
 
     state = LoopState()
-    summary = run_loop(config, batches([16] * 8), 128, eval_data(), NullLogger(), torch.device("cpu"),
+    summary = run_loop(config, learner_for(config, 128), batches([16] * 8), 128, eval_data(), NullLogger(),
                        progress=False, state=state, should_stop=should_stop)
     assert summary["interrupted"] and summary["samples_seen"] == 32
     assert [e[0] for e in state.evals] == [0] and math.isnan(summary["final_linear"])
@@ -73,6 +79,6 @@ def test_a_stop_request_ends_the_loop_after_the_current_batch_without_a_final_ev
 def test_a_stop_request_after_the_last_batch_is_a_completed_run(one_thread):
     config = smoke("eval.points=[0,1]")
     asked = []
-    summary = run_loop(config, batches([16, 16]), 32, eval_data(), NullLogger(), torch.device("cpu"),
+    summary = run_loop(config, learner_for(config, 32), batches([16, 16]), 32, eval_data(), NullLogger(),
                        progress=False, should_stop=lambda: asked.append(1) or len(asked) == 2)  # after the last
     assert not summary["interrupted"] and summary["samples_seen"] == 32 and math.isfinite(summary["final_linear"])

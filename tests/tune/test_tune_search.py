@@ -7,7 +7,7 @@ import pytest
 from tunespec import write_spec
 
 from streamssl import cli, resolve
-from streamssl.train.runner import run_pipeline
+from streamssl.pipeline import run_pipeline
 from streamssl.tune.trial import STARTS_FILE
 
 pytestmark = pytest.mark.ray

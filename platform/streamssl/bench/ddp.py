@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _timed_run(pipeline: str, overrides: list[str], trainer: str, out: Path) -> dict:
     from streamssl import resolve
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     config = resolve.load(pipeline, overrides)
     start = time.time()

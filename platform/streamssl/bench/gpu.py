@@ -134,7 +134,7 @@ def _collectives_worker(rank: int, world: int, port: int, device_type: str) -> N
 
 def check_ray_train(device: torch.device) -> str:
     from streamssl import resolve as cfg
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     config = cfg.load(PIPELINES / "smoke.yaml", [f"scaling.use_gpu={device.type == 'cuda'}", "scaling.num_workers=1"])
     with tempfile.TemporaryDirectory() as tmp:

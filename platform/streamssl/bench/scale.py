@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ray.cluster_utils import Cluster
 
     from streamssl import resolve
-    from streamssl.train.runner import ensure_dataset, ensure_stream
+    from streamssl.pipeline import ensure_dataset, ensure_stream
 
     config = resolve.load(args.pipeline, args.overrides)
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def _node_args(cpus: float) -> dict:
 
 
 def _run_sampled(config, run_dir: Path) -> dict:
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     sampler = _MemorySampler(run_dir)
     sampler.start()

@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_streams(spec, out: Path) -> dict[str, Path]:
     """Every stream kind of the spec's base pipeline (seed: the spec's first), summarized and plotted."""
     from streamssl.experiment.spec import RunSpec, run_config
+    from streamssl.pipeline import ensure_dataset, ensure_stream
     from streamssl.ray_setup import init_ray
     from streamssl.streams import plot_stream_classes, summarize_stream
-    from streamssl.train.runner import ensure_dataset, ensure_stream
 
     configs = {kind: run_config(spec, RunSpec(spec.methods[0], kind, spec.seeds[0])) for kind in STREAMS}
     dataset_dir = ensure_dataset(configs["seq"])

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     args.overrides += ["dataset.strict=true"] if args.strict else []
     run_dir, config = _resume_target(args) if args.resume else _new_target(args)
@@ -54,7 +54,7 @@ def _resume_target(args: argparse.Namespace):
 
 def _new_target(args: argparse.Namespace):
     from streamssl import resolve
-    from streamssl.train.lifecycle import check_out_dir
+    from streamssl.pipeline.lifecycle import check_out_dir
 
     if not args.pipeline or not args.out:
         raise StreamSSLError("run needs PIPELINE.yaml and --out RUN_DIR (or --resume RUN_DIR)")

@@ -43,7 +43,7 @@ def shipped_spec(spec: ExperimentSpec) -> dict:
 def prepare(spec: ExperimentSpec, out: str | None, resume: bool = False) -> ExperimentJob:
     """The job for a validated spec; --out is a cluster path (absolute, or $STREAMSSL_RUNS/JOB_ID)."""
     from streamssl.jobs import run_dir_arg, submission_id
-    from streamssl.train.runner import git_sha
+    from streamssl.pipeline import git_sha
     from streamssl.tune.remote import unflatten
 
     job_id = submission_id(f"experiment-{spec.name}")

@@ -71,7 +71,7 @@ def check_same_matrix(spec: ExperimentSpec, out: Path) -> None:
 def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
     """Prepare every dataset and stream the runs need, here, once; returns the keys pinned per run
     (run name -> {dataset.dir: absolute path[, scaling.cpus_per_worker]})."""
-    from streamssl.train.runner import ensure_dataset, ensure_stream, stream_args, uses_ray_train
+    from streamssl.pipeline import ensure_dataset, ensure_stream, stream_args, uses_ray_train
     from streamssl.train.trainer import worker_cpus
     from streamssl.validation import check_before_work
 
@@ -103,7 +103,7 @@ class Footprint:
 
 
 def footprint(config) -> Footprint:
-    from streamssl.train.runner import uses_ray_train
+    from streamssl.pipeline import uses_ray_train
 
     if uses_ray_train(config):
         s = config.scaling
@@ -229,8 +229,8 @@ def execute_run(flat: dict, path: str, threads: int) -> dict:
     """The Ray task: one run into `path`; failures are recorded in its run.json and returned."""
     import torch
 
+    from streamssl.pipeline import run_pipeline
     from streamssl.resolve import resolve
-    from streamssl.train.runner import run_pipeline
 
     torch.set_num_threads(threads)  # the runner keeps the thread count it finds (learner.threads unset)
     config = resolve(flat)

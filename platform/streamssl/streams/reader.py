@@ -24,6 +24,7 @@ from ray.data.extensions import ArrowTensorArray
 
 from streamssl import fsio
 from streamssl.errors import ConfigError, DataError
+from streamssl.ray_setup import set_data_context
 from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
 from streamssl.streams.split import RankSplit, rank_split, unused_message
@@ -76,7 +77,7 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
     chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    set_data_context()
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
                                     num_cpus=num_cpus)
 
@@ -177,7 +178,7 @@ def ordered_map(fn: Callable[[int], pa.Table], num_items: int, num_cpus: float =
     Used by `materialize`: one item per output shard. `fn` must catch its own errors and return
     them as rows, so that one bad input never fails the job with a remote traceback.
     """
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    set_data_context()
     ds = ray.data.range(num_items, override_num_blocks=num_items)
     ds = ds.map_batches(partial(_apply_each, fn), batch_size=1, batch_format="numpy", num_cpus=num_cpus)
     try:

@@ -1,1 +1,1 @@
-"""Training: the online learner, its per-worker loop, and the drivers that run it."""
+"""Training: the online learner, its per-worker loop, one worker's session, and Ray Train around them."""

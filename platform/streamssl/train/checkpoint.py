@@ -1,15 +1,19 @@
-"""Exact-resume checkpoints of one worker's learner, as rank-suffixed files in a shared directory.
+"""Exact-resume checkpoints of one worker, as rank-suffixed files in a shared directory.
+
+This module only writes files and manifests: what a learner holds comes from
+`learner.state_dict()` and goes back through `learner.load_state_dict(state, device)`; the loop's
+state (stream clock, position, counts, evaluations) is saved beside it as plain data.
 
 Layout of a checkpoint directory (every rank writes its own files, so W workers can save into one
 directory, or into per-worker directories that Ray Train merges):
 
-    rank{r}.pt          torch.save of tensors and plain containers only: model, optimizer (LARS is an
-                        SGD, so its momentum buffers), LR-schedule position, buffer (images, features,
-                        lifespans, seen flags, keys), selection-policy caches, generator and global RNG
-                        states, update counter, last loss, previous gradient, the loop's state
-    rank{r}.metrics.pt  the metric rows logged so far (only when given)
+    rank{r}.pt          torch.save of tensors and plain containers only: the learner's state dict
+                        (model, optimizer, LR-schedule position, buffer, selection-policy caches,
+                        generator and global RNG states, counters, previous gradient), a fingerprint
+                        of the settings it fits, and the loop's state
     rank{r}.done        JSON manifest written last and atomically: format, rank, world size, stream
-                        batches consumed, updates, and the byte size and SHA-256 of each file above
+                        batches consumed (the loop's clock), updates, and the byte size and SHA-256 of
+                        each file above
 
 A rank whose manifest is missing, or whose files do not match it, did not finish saving: the
 checkpoint is partial and `latest_complete` skips it. Loading uses `torch.load(weights_only=True)`,
@@ -36,31 +40,27 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 _PLAIN = (bool, int, float, str, type(None))
+_OWN_KEYS = ("fingerprint", "format", "rank", "world_size", "loop_state")  # rank{r}.pt's keys besides the learner's
 
 
 def state_file(rank: int) -> str:
     return f"rank{rank}.pt"
 
 
-def metrics_file(rank: int) -> str:
-    return f"rank{rank}.metrics.pt"
-
-
 def marker_file(rank: int) -> str:
     return f"rank{rank}.done"
 
 
-def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state: dict,
-                    metrics_rows: list | None = None, *, world_size: int | None = None) -> Path:
+def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state: dict, *,
+                    world_size: int | None = None) -> Path:
     """Write this rank's part of a checkpoint; the manifest goes last, so a crash leaves it partial.
 
     Args:
         directory: checkpoint directory (created if needed); other ranks may write into it too.
         rank: this worker's rank.
         learner: the `streamssl.train.learner.Learner` to save.
-        loop_state: the loop's own state (stream position, counts, evaluations) as plain Python
-            values and tensors; numpy scalars and arrays are converted.
-        metrics_rows: metric rows logged so far (plain values), restored by `load_metrics`.
+        loop_state: the loop's own state (stream batches consumed as `batches`, position, counts,
+            evaluations) as plain Python values and tensors; numpy scalars and arrays are converted.
         world_size: number of ranks saving this checkpoint; default: torch.distributed's world
             size (1 without a process group).
 
@@ -68,29 +68,21 @@ def save_checkpoint(directory: str | os.PathLike, rank: int, learner, loop_state
         Path of this rank's manifest (`rank{r}.done`).
 
     Raises:
-        StreamSSLError: loop_state or metrics_rows hold a value that is not plain data.
+        StreamSSLError: loop_state holds a value that is not plain data.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     world_size = _world_size(world_size)
     marker = directory / marker_file(rank)
     marker.unlink(missing_ok=True)  # overwriting an older save: it is partial until the new manifest
-    state = learner_state(learner)
-    state.update(format=FORMAT, rank=rank, world_size=world_size, loop_state=_plain(loop_state, "loop_state"))
-    files = {state_file(rank): state}
-    if metrics_rows is not None:
-        files[metrics_file(rank)] = {"format": FORMAT, "rows": _plain(metrics_rows, "metrics_rows")}
-    manifest = {"format": FORMAT, "rank": rank, "world_size": world_size, "batches": learner.buffer.steps,
-                "update": learner.update, "files": {}}
-    for name, payload in files.items():
-        manifest["files"][name] = _write_atomic(directory / name, lambda f, p=payload: torch.save(p, f))
+    state = {**learner.state_dict(), "fingerprint": _fingerprint(learner), "format": FORMAT, "rank": rank,
+             "world_size": world_size, "loop_state": _plain(loop_state, "loop_state")}
+    written = _write_atomic(directory / state_file(rank), lambda f: torch.save(state, f))
+    manifest = {"format": FORMAT, "rank": rank, "world_size": world_size,
+                "batches": int(loop_state.get("batches", 0)), "update": learner.update,
+                "files": {state_file(rank): written}}
     _write_atomic(marker, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return marker
-
-
-def learner_state(learner) -> dict:
-    """Everything a fresh `Learner` built from the same config needs to continue bit-identically."""
-    return {"fingerprint": _fingerprint(learner), **learner.state_dict()}
 
 
 def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_size: int | None = None) -> dict:
@@ -104,7 +96,7 @@ def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_s
             the saved one, since each rank's buffer and stream slice depend on it.
 
     Returns:
-        The loop_state dict that was saved.
+        The loop_state dict that was saved (`batches` from the manifest when it lacks one).
 
     Raises:
         StreamSSLError: the checkpoint is missing, partial or corrupt, holds non-tensor objects,
@@ -114,24 +106,8 @@ def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_s
     manifest = _check_world_size(directory, rank, _world_size(world_size))
     state = _load_file(directory, state_file(rank), manifest)
     _check_fingerprint(directory, state.get("fingerprint", {}), _fingerprint(learner))
-    restore_learner(learner, state)
-    return state["loop_state"]
-
-
-def load_metrics(directory: str | os.PathLike, rank: int) -> list | None:
-    """The metric rows saved with this rank's checkpoint, or None when none were saved."""
-    directory = Path(directory)
-    manifest = _read_manifest(directory, rank)
-    if manifest is None:
-        raise StreamSSLError(f"no complete checkpoint for rank {rank} in {directory} ({marker_file(rank)} missing)")
-    if metrics_file(rank) not in manifest["files"]:
-        return None
-    return _load_file(directory, metrics_file(rank), manifest)["rows"]
-
-
-def restore_learner(learner, state: dict) -> None:
-    """Put a `learner_state` dict back into a learner built from the same config."""
-    learner.load_state_dict(state)
+    learner.load_state_dict({k: v for k, v in state.items() if k not in _OWN_KEYS}, learner.device)
+    return {"batches": manifest["batches"], **state["loop_state"]}
 
 
 def is_complete(directory: str | os.PathLike, world_size: int, *, verify: bool = False) -> bool:

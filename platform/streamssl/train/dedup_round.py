@@ -1,4 +1,4 @@
-"""One round of global deduplication across the workers' buffers (issue 4, item 2): the collective part.
+"""One round of global deduplication across the workers' buffers: the collective part.
 
 Every rank calls `global_dedup_round` at the same stream step. The ranks gather all buffers'
 features, seen flags and ids in (rank, slot) order, each runs the deterministic pure

@@ -1,4 +1,4 @@
-"""Evaluation of the backbone during the stream: kNN (SCALE protocol by default, method-spec 4.1) on
+"""Evaluation of the backbone during the stream: kNN (by default SCALE's protocol, Yu et al. 2023) on
 the test and validation subsets, a linear probe, and representation health, all on one pass of
 frozen features.
 
@@ -17,9 +17,9 @@ from streamssl.augment import eval_transform
 from streamssl.config import RunConfig
 from streamssl.evaluation import knn_accuracy, linear_probe, protocol_name, protocol_name_linear
 from streamssl.evaluation.health import crop_cosine, crop_projections, effective_rank, health_generator
-from streamssl.train.eval_data import VAL_ORIGIN, EvalData, eval_rows, load_eval_data
+from streamssl.train.eval_data import VAL_ORIGIN, EvalData, load_eval_data
 
-__all__ = ["EvalData", "class_histogram", "eval_positions", "eval_rows", "evaluate_model", "features",
+__all__ = ["EvalData", "class_histogram", "eval_positions", "evaluate_model", "features",
            "load_eval_data", "recalibrated_bn"]
 
 

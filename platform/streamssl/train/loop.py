@@ -1,8 +1,9 @@
 """The per-worker online loop: stream batches in, updates + kNN evaluations + metrics out.
 
 It takes any iterable of stream batches (dicts of numpy arrays with `image`, `key`, `label`,
-`pos`), so the in-process runner feeds it from a Ray Dataset iterator and a Ray Train worker from
-its shard, unchanged.
+`pos`, as the stream reader yields them), so a worker feeds it from its Ray Dataset iterator and a
+test from a plain list, unchanged. The learner it trains is built by the caller; the loop's own
+state (`LoopState`: the stream clock, position, evaluations) is what checkpoints save beside it.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from streamssl.streams.split import rank_split
 from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
 from streamssl.train.progress import ProgressWriter
-from streamssl.train.replay import total_updates
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class LoopState:
-    samples_seen: int = 0
+    batches: int = 0  # stream batches this rank consumed: the clock of checkpoints, dedup rounds and resume
+    samples_seen: int = 0  # stream positions all ranks consumed together
     last_knn: float = float("nan")
     last_linear: float = float("nan")
     class_seen_counts: dict = field(default_factory=dict)  # label -> stream samples seen so far
@@ -45,34 +46,37 @@ def stream_end(config: RunConfig, total_samples: int, world_size: int = 1) -> in
     return rank_split(total_samples, 0, world_size, config.learner.stream_batch).num_samples * world_size
 
 
-def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eval_data: EvalData | None,
-             logger, device: torch.device, *, rank: int = 0, world_size: int = 1, progress: bool = True,
-             hooks: Sequence[Callable] = (), learner: Learner | None = None, state: LoopState | None = None,
+def run_loop(config: RunConfig, learner: Learner, batches: Iterable[dict], total_samples: int,
+             eval_data: EvalData | None, logger, *, state: LoopState | None = None, world_size: int = 1,
+             progress: bool = True, hooks: Sequence[Callable] = (),
              should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train on the stream once, evaluating at the configured fractions; returns a summary.
+    """Train `learner` on the stream once, evaluating at the configured fractions; returns a summary.
 
     With several workers every rank runs this on its own slice of the stream (equal batch counts),
     `total_samples` and sample counts are global, and only the rank given `eval_data` evaluates.
     Evaluation points past the last sample the workers consume move to it, so the run's last
     evaluation (with the end-of-run linear probe) is always at its last sample.
-    `hooks` run after every stream batch as hook(learner, state) (checkpoints, global dedup);
-    `learner` and `state` resume a run from a checkpoint. `should_stop` is asked after every stream
-    batch (after the hooks); when it says so before the end, the loop returns with `interrupted`.
+    `state` is updated in place (pass a restored one to resume from a checkpoint; `batches` then
+    yields only the stream batches after `state.batches`). `hooks` run after every stream batch as hook(learner, state)
+    (checkpoints, global dedup). `should_stop` is asked after every stream batch (after the
+    hooks); when it says so before the end, the loop returns with `interrupted`.
+
+    Raises:
+        TrainingError: an update failed (non-finite loss or features); names the stream position.
     """
     end = stream_end(config, total_samples, world_size)
-    learner = learner or Learner(config, device, total_updates(config, end // world_size), rank=rank)
-    state = state or LoopState()
+    state = state if state is not None else LoopState()
     positions = sorted({min(p, end) for p in eval_positions(config.eval.points, total_samples)})
     points = [p for p in positions if p > state.samples_seen or (p == 0 and not state.evals)]
     bar = tqdm(total=total_samples, initial=state.samples_seen, unit="img", disable=not progress,
                desc=config.method_name)
-    evaluate = partial(_evaluate_due, learner, state, points, eval_data, logger, config, device, total_samples)
+    evaluate = partial(_evaluate_due, learner, state, points, eval_data, logger, config, total_samples)
     # rank 0 (the one logging metrics) tells a driver in another process where the stream is
     writer = ProgressWriter(logger.run_dir) if getattr(logger, "run_dir", None) else None
     evaluate()
     start, clock, interrupted = time.perf_counter(), _SteadyClock(), False
     for batch in batches:
-        _consume(learner, batch, state, logger, total_samples, config, device, world_size)
+        _consume(learner, batch, state, logger, total_samples, config, world_size)
         clock.tick(learner.update)
         evaluate()
         for hook in hooks:
@@ -95,7 +99,7 @@ def run_loop(config: RunConfig, batches: Iterable[dict], total_samples: int, eva
         writer.write(force=True, samples_seen=state.samples_seen, knn=f"{state.last_knn:.3f}")
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
             "final_linear": state.last_linear, "interrupted": interrupted,
-            "train_seconds": time.perf_counter() - start, **clock.summary(), "learner": learner}
+            "train_seconds": time.perf_counter() - start, **clock.summary()}
 
 
 class _SteadyClock:
@@ -125,17 +129,16 @@ class _SteadyClock:
                 "loop_started_at": self.started_at, "first_batch_at": self.first_at, "last_batch_at": self.last_at}
 
 
-def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config, device,
-             world_size: int = 1) -> None:
-    images = to_model_input(batch["image"], config.model.image_size).to(device)
+def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int, config: RunConfig,
+             world_size: int) -> None:
+    images = to_model_input(batch["image"], config.model.image_size).to(learner.device)
     labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64))  # a copy: Ray views are read-only
     keys = [str(k) for k in batch["key"]]
     try:
         results = learner.observe(images, keys, labels)
     except TrainingError as err:
-        failed = TrainingError(f"{err}, stream position {state.samples_seen}")
-        failed.state = learner.state_dict()  # the runner saves it for post-mortems
-        raise failed from err
+        raise TrainingError(f"{err}, stream position {state.samples_seen}") from err
+    state.batches += 1
     # the ranks consume W stream batches per step; "rows" counts samples dropped as undecodable too
     state.samples_seen += batch.get("rows", len(labels)) * world_size
     for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
@@ -156,15 +159,15 @@ def _log_update(logger, r: UpdateResult, seen: int, total: int) -> None:
         logger.log("train/grad_cosine", r.grad_cosine, **at)
 
 
-def _evaluate_due(learner, state: LoopState, points: list[int], data: EvalData, logger, config, device,
-                  total: int) -> None:
+def _evaluate_due(learner: Learner, state: LoopState, points: list[int], data: EvalData | None, logger,
+                  config: RunConfig, total: int) -> None:
     while points and state.samples_seen >= points[0]:
         points.pop(0)
         if data is None:  # not the evaluating rank
             continue
         mode = "end" if config.eval.linear is True else config.eval.linear
         linear = mode == "points" or (mode == "end" and not points)
-        result = evaluate_model(learner.method, data, config, device, linear=linear)
+        result = evaluate_model(learner.method, data, config, learner.device, linear=linear)
         at = {"samples_seen": state.samples_seen, "progress": state.samples_seen / max(total, 1),
               "update": learner.update}
         _log_classifier(logger, "knn", result["knn"], result["knn_protocol"], at)

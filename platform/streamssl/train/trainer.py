@@ -7,16 +7,19 @@ are equal. Gradients are averaged across workers after each backward (gloo on CP
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from streamssl import fsio
-from streamssl.config import RunConfig
+from streamssl.config import RunConfig, flatten
 from streamssl.resolve import resolve
+
+if TYPE_CHECKING:
+    from streamssl.train.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +40,33 @@ def worker_cpus(config: RunConfig) -> float:
 
 
 def train_loop_per_worker(payload: dict) -> dict:
-    """Runs inside each Ray Train worker; `payload` holds plain data only (no config objects)."""
+    """Runs inside each Ray Train worker: the pipeline's `WorkerContext` with this worker's rank.
+
+    `payload` holds the config as plain data (no config objects cross Ray), the context and `tune`.
+    """
     import ray.train
 
-    from streamssl.train.worker import WorkerContext, run_worker
+    from streamssl.train.worker import run_worker
 
     config = resolve(payload["config"])
-    ctx = ray.train.get_context()  # ray: rank and world size of this worker
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    # Ray sets OMP_NUM_THREADS=1 in workers: follow the worker's CPU allotment instead
-    torch.set_num_threads(config.learner.threads or max(1, int(payload["cpus"])))
-    device = torch.device("cuda", torch.cuda.current_device()) if config.scaling.use_gpu else torch.device("cpu")
-    run_dir = Path(payload["run_dir"])
-    _write_pid(run_dir, rank)
-    wctx = WorkerContext(rank, world, device, run_dir, Path(payload["dataset_dir"]), Path(payload["stream_dir"]),
-                         payload["total"], payload.get("progress", True), _resume_dir(payload),
-                         tune=payload.get("tune", False), read_cpus=READ_CPUS, read_concurrency=READ_CONCURRENCY)
-    summary = run_worker(config, wctx, _report_sink)
-    if not wctx.tune:  # under Tune the trial driver reports the end, after the run's outputs are written
+    rank = ray.train.get_context().get_world_rank()  # ray: this worker's rank
+    ctx = dataclasses.replace(payload["context"], rank=rank, resume_dir=_resume_dir(payload["context"].resume_dir))
+    _write_pid(ctx.run_dir, rank)
+    report = ray.train.report if payload["tune"] else None  # ray: Tune's metrics at every eval point
+    summary = run_worker(config, ctx, _report_sink, report=report)
+    if report is None:  # under Tune the trial driver reports the end, after the run's outputs are written
         ray.train.report({"samples_seen": summary["samples_seen"], "final_knn": summary["final_knn"]})
     return summary
 
 
-def _resume_dir(payload: dict) -> Path | None:
+def _resume_dir(chosen: Path | None) -> Path | None:
     """After a worker failure Ray hands back the last reported checkpoint; else --resume's choice."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()  # ray: the latest checkpoint every rank reported
     if checkpoint is not None:
         return Path(checkpoint.path)
-    return Path(payload["resume_dir"]) if payload.get("resume_dir") else None
+    return chosen
 
 
 def _report_sink(save, metrics: dict) -> None:
@@ -121,21 +121,20 @@ def _tune_callbacks(tune: bool) -> list:
     return [TuneReportCallback()]
 
 
-def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int,
-        progress: bool = True, resume_dir: Path | None = None, tune: bool = False) -> dict:
-    """Launch the TorchTrainer and return rank 0's summary.
+def fit(config: RunConfig, ctx: WorkerContext, progress: bool = True, tune: bool = False) -> dict:
+    """Launch the TorchTrainer over `ctx` (every worker gets it with its own rank); rank 0's summary.
 
     With `tune`, the workers report kNN at each eval point and TuneReportCallback forwards rank 0's
     reports to the enclosing Tune trial (this must then run inside a Tune function trainable).
+    `progress`: the driver draws a progress bar from rank 0's progress file.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from streamssl.train.progress import ProgressFollower
+
     cpus = worker_cpus(config)
-    payload = {"config": explicit, "cpus": cpus, "run_dir": str(run_dir.resolve()),
-               "dataset_dir": str(dataset_dir.resolve()), "stream_dir": str(stream_dir.resolve()),
-               "total": total, "progress": False, "resume_dir": str(resume_dir) if resume_dir else None,
-               "tune": tune}
+    payload = {"config": flatten(config.to_dict()), "context": ctx, "tune": tune}
     resources = {"CPU": cpus, **({"GPU": 1} if config.scaling.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=payload,
@@ -144,15 +143,13 @@ def fit(config: RunConfig, explicit: dict, run_dir: Path, dataset_dir: Path, str
                                                use_gpu=config.scaling.use_gpu, resources_per_worker=resources),
         # a fresh name per launch: reusing one makes Ray Train silently restore that run's state
         run_config=ray.train.RunConfig(name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                       storage_path=str((run_dir / "ray_train").resolve()),
+                                       storage_path=str(ctx.run_dir / "ray_train"),
                                        callbacks=_tune_callbacks(tune),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.keep),
                                        failure_config=ray.train.FailureConfig(
                                            max_failures=config.checkpoint.max_failures, controller_failure_limit=1)))
-    from streamssl.train.progress import ProgressFollower
-
     # the workers' own bars stay in their logs; the driver draws one from rank 0's progress file
-    with ProgressFollower(run_dir, total, config.method_name, enabled=progress and not tune):
+    with ProgressFollower(ctx.run_dir, ctx.total, config.method_name, enabled=progress and not tune):
         result = _fit_off_main_thread(trainer)
     return result.return_value
 

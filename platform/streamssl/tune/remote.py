@@ -43,7 +43,7 @@ def unflatten(flat: dict) -> dict:
 def prepare(spec: SearchSpec, out: str | None, resume: bool = False) -> TuneJob:
     """The job for a validated spec; --out is a cluster path (absolute, or $STREAMSSL_RUNS/JOB_ID)."""
     from streamssl.jobs import run_dir_arg, submission_id
-    from streamssl.train.runner import git_sha
+    from streamssl.pipeline import git_sha
 
     job_id = submission_id(f"tune-{spec.name}")
     space = {p.key: {p.kind: p.values} for p in spec.space}

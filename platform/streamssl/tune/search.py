@@ -48,7 +48,7 @@ def prepare_data(spec: SearchSpec) -> dict:
     Returns the keys pinned for every trial: the prepared dataset dir (absolute, so trials on any
     node and in Tune's per-trial working dirs find it) and the CPUs per worker.
     """
-    from streamssl.train.runner import ensure_dataset, ensure_stream
+    from streamssl.pipeline import ensure_dataset, ensure_stream
     from streamssl.train.trainer import worker_cpus
 
     base = candidate_config(spec, {})

@@ -1,9 +1,10 @@
 """The Tune function trainable: one trial = one pipeline run through Ray Train.
 
 The trial actor is only a driver (it holds a token CPU share); its TorchTrainer's workers take the
-pipeline's scaling. Workers report validation and test kNN at each eval point (ASHA acts on the
-search metric, validation kNN by default); this driver reports the end once the run directory is
-complete, so a stop decision there cannot cut outputs short.
+pipeline's scaling. Workers report validation and test kNN at each eval point through the
+`ray.train.report` that train/trainer.py hands them (ASHA acts on the search metric, validation
+kNN by default); this driver reports the end once the run directory is complete, so a stop
+decision there cannot cut outputs short.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str) -
     """
     import ray.tune
 
-    from streamssl.train.runner import run_pipeline
+    from streamssl.pipeline import run_pipeline
 
     run_dir = Path(trials_dir) / ray.tune.get_context().get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)

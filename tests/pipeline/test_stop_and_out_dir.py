@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from streamssl.errors import StreamSSLError
-from streamssl.train.lifecycle import STOP_FILE, StopOnSignal, check_out_dir, clear_run, stop_requested
+from streamssl.pipeline.lifecycle import STOP_FILE, StopOnSignal, check_out_dir, clear_run, stop_requested
 
 
 def test_the_first_signal_asks_for_a_stop_the_second_stops_at_once(tmp_path):

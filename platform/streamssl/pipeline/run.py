@@ -1,25 +1,28 @@
-"""The driver: prepare (if needed) -> stream -> learn + evaluate -> report, and the run's states.
+"""One run, top to bottom: prepare (if needed) -> stream -> train -> report, into a run directory.
 
-One CPU worker runs the per-worker loop in this process, fed by Ray Data's ordered stream; several
-workers or a GPU go through Ray Train (train/trainer.py). run.json `status` goes `running` ->
-`completed`, `failed` (with `error`) or `interrupted` (with `resumable`; see train/lifecycle.py).
+Training runs in this process (one CPU worker, fed by Ray Data's ordered stream) or through Ray
+Train (several workers or a GPU, `train/trainer.py`); both run `train/worker.py`'s `run_worker`
+with the one `WorkerContext` built here. run.json `status` goes `running` -> `completed`, `failed`
+(with `error`, and `failed_state` when a worker saved its learner) or `interrupted` (with
+`resumable`; see pipeline/lifecycle.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from streamssl import fsio
 from streamssl.config import RunConfig, dump
-from streamssl.errors import StreamSSLError, TrainingError
-from streamssl.train.datacache import data_root, ensure_dataset, ensure_stream, stream_args
-from streamssl.train.lifecycle import (
+from streamssl.errors import StreamSSLError
+from streamssl.pipeline.datacache import ensure_dataset, ensure_stream
+from streamssl.pipeline.lifecycle import (
+    STOP_FILE,
     RunInterrupted,
     StopOnSignal,
     clear_run,
@@ -27,38 +30,13 @@ from streamssl.train.lifecycle import (
     read_info,
     write_info,
 )
+from streamssl.pipeline.provenance import class_names, run_info
 from streamssl.train.skips import warn_run_skips
 
-__all__ = ["data_root", "ensure_dataset", "ensure_stream", "run_pipeline", "stream_args"]
+if TYPE_CHECKING:
+    from streamssl.train.worker import WorkerContext
 
 log = logging.getLogger(__name__)
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def pick_device(config: RunConfig) -> torch.device:
-    if config.scaling.use_gpu:
-        if not torch.cuda.is_available():
-            raise StreamSSLError("scaling.use_gpu=true but no CUDA device is visible")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: str, **extra) -> dict:
-    from streamssl.methods import operating_warnings
-
-    return {"name": config.name, "method": config.method_name, "stream": config.stream.kind,
-            "dataset": config.dataset.source, "dataset_dir": str(dataset_dir),
-            "label_column": config.stream.label_column, "num_classes": len(class_names),
-            "class_names": class_names, "seed": config.seed, "status": status, "git_sha": git_sha(),
-            "config": "config.yaml", "warnings": operating_warnings(config), **extra}
 
 
 def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
@@ -91,8 +69,11 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
         dataset_dir, stream_dir = _resumed_data(run_dir, previous, config)
     dataset_dir, stream_dir, total = _data(config, dataset_dir, stream_dir)
     info = _start(config, run_dir, dataset_dir, stream_dir, total, fresh=not resume)
+    ray_train = tune or uses_ray_train(config, trainer)
+    ctx = worker_context(config, run_dir, dataset_dir, stream_dir, total, ray_train=ray_train,
+                         progress=progress, resume_dir=resume_dir)
     start = time.perf_counter()
-    summary = _train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune, trainer, info)
+    summary = _train(config, run_dir, ctx, info, ray_train=ray_train, progress=progress, tune=tune)
     info.update(wall_seconds=round(time.perf_counter() - start, 2))
     if summary.pop("interrupted", False):
         _interrupted(run_dir, info, config, summary)
@@ -100,6 +81,30 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     warn_run_skips(info.get("skipped"))
     _finish(run_dir, info)
     return info
+
+
+def worker_context(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int, *,
+                   ray_train: bool, progress: bool = True, resume_dir: Path | None = None) -> WorkerContext:
+    """The context every worker of this run gets; Ray Train workers add their rank to it."""
+    from streamssl.train.trainer import READ_CONCURRENCY, READ_CPUS, worker_cpus
+    from streamssl.train.worker import WorkerContext
+
+    paths = {"run_dir": run_dir.resolve(), "dataset_dir": dataset_dir.resolve(), "stream_dir": stream_dir.resolve(),
+             "stop_file": run_dir.resolve() / STOP_FILE, "resume_dir": resume_dir and resume_dir.resolve()}
+    threads = config.learner.threads
+    if not ray_train:
+        return WorkerContext(**paths, total=total, threads=threads or torch.get_num_threads(),
+                             use_gpu=config.scaling.use_gpu, progress=progress)
+    # Ray sets OMP_NUM_THREADS=1 in workers: follow the worker's CPU allotment instead; the driver
+    # draws the progress bar (train/progress.py), the workers' own would stay in their logs
+    return WorkerContext(**paths, total=total, world=config.scaling.num_workers,
+                         threads=threads or max(1, int(worker_cpus(config))), use_gpu=config.scaling.use_gpu,
+                         progress=False, read_cpus=READ_CPUS, read_concurrency=READ_CONCURRENCY)
+
+
+def _check_device(config: RunConfig) -> None:
+    if config.scaling.use_gpu and not torch.cuda.is_available():
+        raise StreamSSLError("scaling.use_gpu=true but no CUDA device is visible")
 
 
 def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) -> tuple[Path, Path, int]:
@@ -130,7 +135,7 @@ def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path
     run_dir.mkdir(parents=True, exist_ok=True)
     with fsio.atomic_path(run_dir / "config.yaml") as tmp:
         dump(config, tmp)
-    info = run_info(config, dataset_dir, _class_names(dataset_dir, config.stream.label_column), "running",
+    info = run_info(config, dataset_dir, class_names(dataset_dir, config.stream.label_column), "running",
                     dataset_id=dataset_identity(dataset_dir), stream_dir=str(stream_dir), stream_samples=total,
                     unused_samples=total - stream_end(config, total, workers), num_workers=workers)
     for message in info["warnings"]:  # once per run, at its start; report.md lists them too
@@ -158,29 +163,28 @@ def _resumed_data(run_dir: Path, previous: dict, config: RunConfig) -> tuple[Pat
     return Path(recorded), Path(stream) if stream and (Path(stream) / "stream.json").is_file() else None
 
 
-def _train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune, trainer, info) -> dict:
+def _train(config: RunConfig, run_dir: Path, ctx: WorkerContext, info: dict, *, ray_train: bool, progress: bool,
+           tune: bool) -> dict:
     """Train in this process or through Ray Train; run.json records a failure or a forced stop."""
     stop = contextlib.nullcontext() if tune else StopOnSignal(run_dir)
     try:
         with stop:
-            if tune or uses_ray_train(config, trainer):
-                return _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune)
-            return _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
+            if ray_train:
+                return _fit_ray_train(config, ctx, progress, tune)
+            return _run_in_process(config, ctx)
     except KeyboardInterrupt:  # a second signal: stopped at once, wherever it was
         _interrupted(run_dir, info, config, {})
     except Exception as err:
-        extra = {"failed_state": "failed_state.pt"} if (run_dir / "failed_state.pt").exists() else {}
-        _write_failed(run_dir, info, _one_line(err), **extra)
+        saved = sorted(run_dir.glob("failed_state*.pt"))  # failing workers' learners (train/worker.py), rank 0 first
+        _write_failed(run_dir, info, _one_line(err), **({"failed_state": saved[0].name} if saved else {}))
         raise
 
 
-def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir, tune=False) -> dict:
-    from streamssl.config import flatten
+def _fit_ray_train(config: RunConfig, ctx: WorkerContext, progress: bool, tune: bool) -> dict:
     from streamssl.train.trainer import fit
 
     try:
-        return fit(config, flatten(config.to_dict()), run_dir, dataset_dir, stream_dir, total, progress, resume_dir,
-                   tune=tune)
+        return fit(config, ctx, progress=progress, tune=tune)
     except Exception as err:  # Ray wraps worker errors; the cause's last line is what users need
         cause = err
         while cause.__cause__ is not None:
@@ -190,18 +194,11 @@ def _fit_ray_train(config, run_dir, dataset_dir, stream_dir, total, progress, re
         raise StreamSSLError(f"Ray Train run failed: {message}") from err
 
 
-def _run_in_process(config, run_dir, dataset_dir, stream_dir, total, progress, resume_dir) -> dict:
-    from streamssl.train.worker import WorkerContext, local_sink, run_worker
+def _run_in_process(config: RunConfig, ctx: WorkerContext) -> dict:
+    from streamssl.train.worker import local_sink, run_worker
 
-    torch.set_num_threads(config.learner.threads or torch.get_num_threads())
-    ctx = WorkerContext(0, 1, pick_device(config), run_dir, dataset_dir, stream_dir, total, progress, resume_dir)
-    try:
-        return run_worker(config, ctx, local_sink(run_dir, config.checkpoint.keep))
-    except TrainingError as err:
-        if getattr(err, "state", None) is not None:
-            with fsio.atomic_path(run_dir / "failed_state.pt") as tmp:
-                torch.save(err.state, tmp)
-        raise
+    _check_device(config)
+    return run_worker(config, ctx, local_sink(ctx.run_dir, config.checkpoint.keep))
 
 
 def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
@@ -212,13 +209,6 @@ def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
     if found is None:
         raise StreamSSLError(f"{run_dir}: no complete checkpoint to resume from (set checkpoint.every > 0)")
     return found
-
-
-def _class_names(dataset_dir: Path, column: str) -> list:
-    from streamssl.ingest import load_dataset_info
-
-    info = load_dataset_info(dataset_dir)
-    return info.get("label_columns", {}).get(column, {}).get("class_names", info["class_names"])
 
 
 def _finish(run_dir: Path, info: dict) -> None:

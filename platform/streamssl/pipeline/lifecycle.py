@@ -24,7 +24,7 @@ STOP_FILE = "STOP"
 RUN_INFO = "run.json"
 # What a run writes into its directory; a fresh run clears these (and nothing else) first.
 RUN_OUTPUTS = ("config.yaml", RUN_INFO, "metrics.parquet", "metrics.csv", "events.out.tfevents.*", "model.pt",
-               "buffer_keys.rank*.json", "report.md", "*.png", "progress.json", "failed_state.pt", STOP_FILE,
+               "buffer_keys.rank*.json", "report.md", "*.png", "progress.json", "failed_state*.pt", STOP_FILE,
                "checkpoints", "ray_train", "workers", ".*.tmp*")
 
 
@@ -115,7 +115,8 @@ class StopOnSignal:
     """While active, SIGINT/SIGTERM ask the run to stop after the current stream batch.
 
     The request is the file RUN_DIR/STOP, which every worker (in this process or in Ray Train
-    workers) checks after each stream batch. A second signal raises KeyboardInterrupt at once.
+    workers) checks after each stream batch (`WorkerContext.stop_file`). A second signal raises
+    KeyboardInterrupt at once.
     Handlers can only be set from the main thread; elsewhere (a Tune trial) this does nothing.
     """
 
