@@ -20,7 +20,8 @@ def test_metric_points_name_classes_and_drop_non_finite_values():
                                    ("eval/knn_class_top1/class_3", 12.5, 128)]
 
 
-def test_mlflow_sqlite_store_read_back_with_mlflows_client(tmp_path):
+def test_mlflow_sqlite_store_read_back_with_mlflows_client(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts a sqlite store's artifacts in ./mlruns
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     report = tmp_path / "report.md"
@@ -42,7 +43,8 @@ def test_mlflow_sqlite_store_read_back_with_mlflows_client(tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["report.md"]
 
 
-def test_a_failed_run_is_marked_failed_in_mlflow(tmp_path):
+def test_a_failed_run_is_marked_failed_in_mlflow(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     trackers = Trackers(TrackingSettings(mlflow_uri=uri), "run-b", {}, tmp_path / "run")
