@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from streamssl.errors import ConfigError
+from streamssl.errors import ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def load_yaml(path: str | Path, what: str = "pipeline") -> dict:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({first_line(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {what} must be a mapping of keys (YAML), got {type(data).__name__}")
     return data

@@ -10,6 +10,7 @@ run with `scaling.use_gpu`; and ResNet-18 updates/s at the paper preset (N = 20,
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import tempfile
@@ -89,13 +90,9 @@ def check_bf16_updates(device: torch.device) -> str:
         losses += [r.loss for r in learner.observe(images, [f"{i}-{j}" for j in range(b)],
                                                    torch.zeros(b, dtype=torch.long))]
     moved = sum(not torch.equal(p0, p.detach()) for p0, p in zip(before, learner.method.parameters()))
-    if not learner.bf16 or not losses or not all(map(_finite, losses)) or moved == 0:
+    if not learner.bf16 or not losses or not all(map(math.isfinite, losses)) or moved == 0:
         raise AssertionError(f"bf16={learner.bf16}, losses={losses}, parameters moved: {moved}")
     return f"{len(losses)} updates under bf16 autocast, losses finite ({losses[-1]:.3f} last), {moved} tensors moved"
-
-
-def _finite(x: float) -> bool:
-    return x == x and abs(x) != float("inf")
 
 
 def check_collectives(device: torch.device) -> str:

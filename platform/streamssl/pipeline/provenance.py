@@ -31,6 +31,7 @@ def run_info(config: RunConfig, dataset_dir: Path, class_names: list, status: st
 def class_names(dataset_dir: Path, column: str) -> list:
     """The names of the classes the stream segments by (`stream.label_column`)."""
     from streamssl.ingest import load_dataset_info
+    from streamssl.ingest.reader import label_info
 
     info = load_dataset_info(dataset_dir)
-    return info.get("label_columns", {}).get(column, {}).get("class_names", info["class_names"])
+    return (label_info(info, column) or {}).get("class_names", info["class_names"])

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from streamssl import distributed
-from streamssl.errors import StreamSSLError
+from streamssl.errors import StreamSSLError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +210,9 @@ def _load_file(directory: Path, name: str, manifest: dict):
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:  # weights_only refuses classes it does not know
         raise StreamSSLError(f"checkpoint file {path} holds objects other than tensors and plain containers; "
-                             f"refusing to unpickle them ({_first_line(err)})") from err
+                             f"refusing to unpickle them ({first_line(err)})") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile) as err:
-        raise StreamSSLError(f"checkpoint file {path} is unreadable: {_first_line(err)}") from err
+        raise StreamSSLError(f"checkpoint file {path} is unreadable: {first_line(err)}") from err
 
 
 def _write_atomic(path: Path, write) -> dict:
@@ -271,8 +271,3 @@ def _plain(value, where: str):
 
 def _world_size(world_size: int | None) -> int:
     return distributed.world_size() if world_size is None else world_size
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -75,6 +75,7 @@ def eval_rows(config: RunConfig, dataset_dir: Path) -> dict[str, tuple[Path, pd.
 def load_eval_data(config: RunConfig, dataset_dir: Path) -> EvalData:
     from streamssl.ingest import load_dataset_info
     from streamssl.ingest.holdout import origin_of_test
+    from streamssl.ingest.reader import label_info
     from streamssl.train.skips import load_eval_set
 
     info = load_dataset_info(dataset_dir)
@@ -85,6 +86,6 @@ def load_eval_data(config: RunConfig, dataset_dir: Path) -> EvalData:
         images, labels, keys[name], (records, counts[name]) = load_eval_set(name, folder, rows, **kw)
         loaded[name] = (to_model_input(images, size), torch.from_numpy(np.array(labels)))
         skipped += records
-    num_classes = info.get("label_columns", {}).get(column, {}).get("num_classes", info["num_classes"])
+    num_classes = (label_info(info, column) or {}).get("num_classes", info["num_classes"])
     return EvalData(*loaded["memory"], *loaded["test"], int(num_classes), *loaded["val"],
                     test_origin=origin_of_test(dataset_dir), keys=keys, skipped=skipped, counts=counts)
