@@ -19,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from streamssl.commands._args import positive_int
+
 PIPELINES = Path(__file__).resolve().parents[3] / "pipelines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batches", type=int, default=6, help="stream batches timed at the paper preset")
+    parser.add_argument("--batches", type=positive_int, default=6, help="stream batches timed at the paper preset")
     parser.add_argument("--skip-ray", action="store_true", help="skip the Ray Train check")
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="run the checks on the CPU with gloo (tests the check itself; no paper-preset timing)")
