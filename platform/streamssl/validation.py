@@ -52,7 +52,7 @@ def _dataset(config: RunConfig) -> None:
 
 
 def _stream(config: RunConfig) -> None:
-    from streamssl.streams.plan import parse_order_by
+    from streamssl.streams.plan import parse_order_keys
 
     s = config.stream
     one_of("stream.kind", s.kind, STREAM_KINDS)
@@ -70,7 +70,7 @@ def _stream(config: RunConfig) -> None:
     if s.kind == "custom":
         require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
         with renamed({"order_by": "stream.order_by"}):
-            parse_order_by(s.order_by)
+            parse_order_keys(s.order_by)
     else:
         require(s.order_by is None, f"stream.order_by: only stream.kind custom orders by a column (kind is {s.kind})")
 
@@ -264,15 +264,15 @@ def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
 
 def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> None:
     from streamssl.scoring import DEFAULT_COLUMNS
-    from streamssl.streams.plan import parse_order_by
+    from streamssl.streams.plan import parse_order_keys
 
     if config.stream.kind != "custom":
         return
-    name, _ = parse_order_by(config.stream.order_by)
     scores = [c for c in columns if c.startswith("difficulty")] or ["none yet"]
-    require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
-            f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
-            f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
+    for name, _ in parse_order_keys(config.stream.order_by):
+        require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
+                f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
+                f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)}; `streamssl columns` joins others)")
 
 
 def _same_image_sizes(split: Path) -> None:

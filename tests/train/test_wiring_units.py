@@ -81,3 +81,10 @@ def test_grad_checkpointing_keeps_names_outputs_and_gradients(name):
     checked(x).square().sum().backward()
     for a, b in zip(plain.parameters(), checked.parameters()):
         torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_custom_streams_take_several_order_columns():
+    config = resolve.load(SMOKE, ["stream.kind=custom", "stream.order_by=video,-frame"])
+    assert config.stream.order_by == "video,-frame"
+    with pytest.raises(ConfigError, match=r"^stream\.order_by: .*'video' appears twice"):
+        resolve.load(SMOKE, ["stream.kind=custom", "stream.order_by=video,-video"])
