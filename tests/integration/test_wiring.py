@@ -26,6 +26,9 @@ def wired_run(data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("wired")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     run_dir = root / "run"
+    mlflow = pytest.importorskip("mlflow")
+    # an sqlite store keeps artifacts under ./mlruns of the working directory unless told otherwise
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("wiring", artifact_location=(root / "artifacts").as_uri())
     assert main(["run", "pipelines/smoke.yaml", *WIRED, f"tracking.mlflow_uri={uri}",
                  "tracking.mlflow_experiment=wiring", "--out", str(run_dir), "--no-progress"]) == 0
     return run_dir, uri
