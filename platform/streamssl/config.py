@@ -47,6 +47,10 @@ class ModelConfig:
     proj_hidden_dim: int | None = None  # projection head width; None: the method's default
     proj_dim: int | None = None  # projection output size; None: the method's default
     read_size: int | None = None  # resize images to this square size when reading (mixed-size data)
+    init_from: str | None = None  # a backbone file or a finished run dir: start from its backbone
+    # recompute each backbone stage's activations in the backward pass (ResNets, cnn4): less
+    # memory for many large crops, about a third more backbone compute
+    grad_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class LearnerConfig:
     threads: int | None = None  # torch threads; default: the CPUs given to the worker
     grad_cosine: bool = True  # log cosine similarity of consecutive update gradients
     replay: bool = True  # accv: false trains on the incoming batch only and keeps no memory
+    # lr for the global batch (num_workers x stream_batch), scaled from lr_reference_batch:
+    # none | linear (Goyal et al. 2017) | sqrt
+    lr_scaling: str = "none"
+    lr_reference_batch: int = 100
+    warmup_updates: int = 0  # linear warmup over the first updates, then lr_schedule
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ class BufferConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    points: list | None = None  # stream fractions; default 0, 0.1, ..., 1.0
+    # stream fractions; default 0, 0.1, ..., 1.0; "segments" (alone or as an item): every segment end
+    points: list | str | None = None
+    snapshots: bool = False  # also save the backbone at every evaluation point (RUN_DIR/snapshots/)
     knn_k: int = 50
     knn_protocol: str = "scale"  # scale (Euclidean, uniform) | cosine (weighted)
     knn_temperature: float = 0.07
@@ -129,6 +140,17 @@ class CheckpointConfig:
     max_failures: int = 0  # worker failures Ray Train recovers from by restarting at the last checkpoint
 
 
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Mirrors of the metrics in MLflow / Weights & Biases (streamssl.tracking); Parquet stays the source."""
+
+    mlflow_uri: str | None = None  # any MLflow tracking URI, e.g. sqlite:///mlflow.db
+    mlflow_experiment: str = "streamssl"
+    wandb: str | None = None  # offline | online
+    wandb_project: str = "streamssl"
+    run_name: str | None = None  # default: the run's name
+
+
 DEFAULT_METHOD = "imai"
 
 
@@ -146,6 +168,7 @@ class RunConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

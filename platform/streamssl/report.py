@@ -131,7 +131,7 @@ def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None 
     for key, title in titles.items():
         mine = [run for run in runs if run.dataset_key == key]
         lines += _table1(mine, title, notes.get(key, [])) + _details(mine, title)
-    lines += _health_table(runs) + continual.report_lines(runs, out_dir)
+    lines += _health_table(runs) + continual.report_lines(runs, out_dir) + _compute_table(runs)
     lines += _figures(figures) + _run_list(runs) + _definitions()
     return "\n".join(lines) + "\n"
 
@@ -267,6 +267,38 @@ def _health_table(runs: list[Run]) -> list[str]:
             "features. Values at the first and the last evaluation.", "",
             "| run | method | stream | seed | crop cosine start | crop cosine end | effective rank start "
             "| effective rank end |", "|---" * 8 + "|", *rows, ""]
+
+
+def _compute_table(runs: list[Run]) -> list[str]:
+    """Per run: run.json `compute` and the effective learning rate (section omitted when no run has them)."""
+    rows = []
+    for run in runs:
+        c = run.info.get("compute")
+        if not isinstance(c, dict):
+            continue
+        gpu = c.get("gpu_peak_bytes")
+        cells = [_num(run.info.get("effective_lr")), _giga(c.get("flops_per_update")),
+                 _giga(c.get("flops_total"), 1e12), _num(c.get("samples_per_s")),
+                 _num(c.get("data_wait_fraction"), 100), _num(c.get("peak_rss_bytes"), 2 ** -20),
+                 _num(gpu, 2 ** -20) if gpu else "–"]
+        rows.append(f"| `{run.path.name}` | {run.method} | {run.stream} | {run.seed} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["## Compute", "",
+            "FLOPs: matmuls and convolutions of one update's forward and backward (torch's FlopCounterMode on the "
+            "first update), times the updates; data wait: share of the training loop's wall time spent waiting for "
+            "the next stream batch; peak memory of rank 0's process. Learning rate: `learner.lr` after "
+            "`learner.lr_scaling` (run.json `effective_lr`).", "",
+            "| run | method | stream | seed | lr | GFLOPs / update | TFLOPs total | samples/s | data wait % "
+            "| peak RSS MiB | GPU peak MiB |", "|---" * 11 + "|", *rows, ""]
+
+
+def _num(value, scale: float = 1.0) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else f"{scale * value:.4g}"
+
+
+def _giga(value, unit: float = 1e9) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else f"{value / unit:.4g}"
 
 
 def _first_last(curve: pd.DataFrame) -> tuple[float, float] | None:

@@ -132,7 +132,7 @@ def policy_params(config: RunConfig) -> SelectionPolicy.Params:
 def model_spec(config: RunConfig) -> ModelSpec:
     m = config.model
     return ModelSpec(backbone=m.backbone, image_size=m.image_size, proj_hidden_dim=m.proj_hidden_dim,
-                     proj_dim=m.proj_dim)
+                     proj_dim=m.proj_dim, init_from=m.init_from, grad_checkpointing=m.grad_checkpointing)
 
 
 def build_method(config: RunConfig) -> Method:

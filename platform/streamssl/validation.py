@@ -11,23 +11,27 @@ map those names to pipeline keys (`errors.renamed`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamssl.checks import in_range, one_of, require
 from streamssl.errors import ConfigError, renamed
+from streamssl.optim import LR_SCALINGS
 from streamssl.train.replay import SCHEDULES
 
 if TYPE_CHECKING:
     from streamssl.config import RunConfig
 
 STREAM_KINDS = ("iid", "seq", "seq-bl", "seq-im", "custom")
+SEGMENT_POINTS = "segments"  # eval.points: the segment ends of a segmented stream
 MIN_IMAGE_SIZE = 8  # cnn4 max-pools three times: a smaller input leaves no feature map
 
 
 def validate(config: RunConfig) -> None:
     """Reject configs that would fail (or silently misbehave) later, before any work starts."""
-    for check in (_top, _dataset, _stream, _model, _learner, _buffer, _eval, _scaling, _dedup, _checkpoint):
+    for check in (_top, _dataset, _stream, _model, _learner, _buffer, _eval, _scaling, _dedup, _checkpoint,
+                  _tracking):
         check(config)
 
 
@@ -48,7 +52,7 @@ def _dataset(config: RunConfig) -> None:
 
 
 def _stream(config: RunConfig) -> None:
-    from streamssl.streams.plan import parse_order_by
+    from streamssl.streams.plan import parse_order_keys
 
     s = config.stream
     one_of("stream.kind", s.kind, STREAM_KINDS)
@@ -66,7 +70,7 @@ def _stream(config: RunConfig) -> None:
     if s.kind == "custom":
         require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
         with renamed({"order_by": "stream.order_by"}):
-            parse_order_by(s.order_by)
+            parse_order_keys(s.order_by)
     else:
         require(s.order_by is None, f"stream.order_by: only stream.kind custom orders by a column (kind is {s.kind})")
 
@@ -80,6 +84,7 @@ def _model(config: RunConfig) -> None:
     in_range("model.read_size", m.read_size, 1, none_ok=True)
     in_range("model.proj_hidden_dim", m.proj_hidden_dim, 1, none_ok=True)
     in_range("model.proj_dim", m.proj_dim, 1, none_ok=True)
+    require(m.init_from is None or bool(m.init_from.strip()), "model.init_from: must not be empty")
 
 
 def _learner(config: RunConfig) -> None:
@@ -93,6 +98,9 @@ def _learner(config: RunConfig) -> None:
     in_range("learner.threads", learner.threads, 1, none_ok=True)
     one_of("learner.schedule", learner.schedule, tuple(SCHEDULES))
     one_of("learner.lr_schedule", learner.lr_schedule, ("constant", "cosine"))
+    one_of("learner.lr_scaling", learner.lr_scaling, LR_SCALINGS)
+    in_range("learner.lr_reference_batch", learner.lr_reference_batch, 1)
+    in_range("learner.warmup_updates", learner.warmup_updates, 0)
     require(learner.bf16 in ("auto", True, False), f"learner.bf16: auto, true or false, got {learner.bf16!r}")
     require(learner.replay or SCHEDULES[learner.schedule].stream_rows,
             "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
@@ -110,8 +118,12 @@ def _buffer(config: RunConfig) -> None:
 
 def _eval(config: RunConfig) -> None:
     ev = config.eval
-    for point in ev.points or []:
-        in_range("eval.points", point, 0, 1)
+    points = [ev.points] if isinstance(ev.points, str) else ev.points or []
+    for point in points:
+        if isinstance(point, str):
+            require(point == SEGMENT_POINTS, f"eval.points: fractions in [0, 1] or {SEGMENT_POINTS!r}, got {point!r}")
+        else:
+            in_range("eval.points", point, 0, 1)
     in_range("eval.memory_samples", ev.memory_samples, 1)
     in_range("eval.test_samples", ev.test_samples, 1)
     in_range("eval.val_samples", ev.val_samples, 0)  # 0: no validation subset
@@ -149,6 +161,10 @@ def _checkpoint(config: RunConfig) -> None:
     in_range("checkpoint.max_failures", ck.max_failures, -1)  # -1: Ray Train retries forever
 
 
+def _tracking(config: RunConfig) -> None:
+    tracking_settings(config).validate()
+
+
 def dataset_key(name: str) -> str | None:
     """The pipeline key behind a name in a `prepare` error (`PATH`, `--classes`, `test_path`)."""
     if name in ("SOURCE", "source"):
@@ -180,11 +196,23 @@ def check_before_work(config: RunConfig) -> None:
     Not part of `validate`: `submit` checks a pipeline on a laptop whose paths and devices are
     not the cluster's.
     """
+    from streamssl.export import resolve_backbone_file
     from streamssl.ray_setup import check_ray_address
+    from streamssl.tracking import check_available
 
     _data_paths(config)
     check_ray_address()
     _gpus(config)
+    if config.model.init_from is not None:
+        resolve_backbone_file(config.model.init_from)  # names model.init_from
+    check_available(tracking_settings(config))
+
+
+def tracking_settings(config: RunConfig):
+    """The `tracking.*` keys as streamssl.tracking's settings."""
+    from streamssl.tracking import TrackingSettings
+
+    return TrackingSettings(**dataclasses.asdict(config.tracking))
 
 
 def _data_paths(config: RunConfig) -> None:
@@ -236,15 +264,15 @@ def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
 
 def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> None:
     from streamssl.scoring import DEFAULT_COLUMNS
-    from streamssl.streams.plan import parse_order_by
+    from streamssl.streams.plan import parse_order_keys
 
     if config.stream.kind != "custom":
         return
-    name, _ = parse_order_by(config.stream.order_by)
     scores = [c for c in columns if c.startswith("difficulty")] or ["none yet"]
-    require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
-            f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
-            f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)})")
+    for name, _ in parse_order_keys(config.stream.order_by):
+        require(name in columns or name in DEFAULT_COLUMNS,  # a default score column is scored on first use
+                f"stream.order_by: {dataset_dir} has no column {name!r} (score columns: {', '.join(scores)}; "
+                f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)}; `streamssl columns` joins others)")
 
 
 def _same_image_sizes(split: Path) -> None:

@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="stream batches before timing")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all)")
     parser.add_argument("--paper", action="store_true", help="also time ResNet-18 at the paper's settings")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="peak memory and update time of ResNet-18 at N = 20 with and without "
+                             "model.grad_checkpointing (cifar10-seq preset)")
+    parser.add_argument("--checkpointing-batch", type=positive_int, default=100,
+                        help="stream batch B for --checkpointing (updates train on B + B buffered images)")
 
 
 def time_preset(pipeline: Path, overrides: list[str], device: torch.device, batches: int, warmup: int) -> dict:
@@ -54,11 +59,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def checkpointing_cost(batch: int, batches: int, warmup: int, threads: int) -> dict:
+    """One child process per setting (peak RSS cannot be reset within a process): ResNet-18, N = 20."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        rows = [pool.apply(_checkpointing_child, (flag, batch, batches, warmup, threads)) for flag in (False, True)]
+    off, on = rows
+    return {"batch": batch, "off": off, "on": on, "memory_saved": 1 - on["peak_bytes"] / off["peak_bytes"],
+            "time_cost": off["updates_per_s"] / on["updates_per_s"] - 1}
+
+
+def _checkpointing_child(flag: bool, batch: int, batches: int, warmup: int, threads: int) -> dict:
+    from streamssl.compute import gpu_peak_bytes, peak_rss_bytes
+
+    torch.set_num_threads(threads)
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    overrides = [f"model.grad_checkpointing={str(flag).lower()}", f"learner.stream_batch={batch}",
+                 f"buffer.size={2 * batch}", "learner.k=1", f"scaling.use_gpu={device.type == 'cuda'}"]
+    row = time_preset(PIPELINES / "cifar10-seq.yaml", overrides, device, batches, warmup)
+    peak = gpu_peak_bytes(device) if device.type == "cuda" else peak_rss_bytes()
+    return {**row, "peak_bytes": peak, "memory": "GPU allocated" if device.type == "cuda" else "process RSS"}
+
+
+def _print_checkpointing(r: dict) -> None:
+    print(f"grad checkpointing, ResNet-18 (resnet18_cifar), N = 20 crops, B = {r['batch']} + {r['batch']}, "
+          f"32 px; peak memory = {r['on']['memory']}")
+    for name in ("off", "on"):
+        print(f"  {name:3s}: peak {r[name]['peak_bytes'] / 2 ** 20:8.0f} MiB, {r[name]['updates_per_s']:.3f} updates/s")
+    print(f"  memory saved {r['memory_saved']:.1%}, time cost {r['time_cost']:+.1%} per update")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
+    if args.checkpointing:
+        _print_checkpointing(checkpointing_cost(args.checkpointing_batch, args.batches, args.warmup,
+                                                torch.get_num_threads()))
+        return 0
     rows = []
     cpu = torch.device("cpu")
     for method in ("imai", "empssl", "minred"):

@@ -14,7 +14,7 @@ import pandas as pd
 from streamssl import fsio
 from streamssl.experiment import stats
 from streamssl.experiment.figure import plot_knn_vs_progress
-from streamssl.experiment.render import render, summary_text
+from streamssl.experiment.render import COMPUTE, compute_value, render, summary_text, transfer_columns, transfer_value
 from streamssl.experiment.results import Result, by_cell, grid_text, load_results
 from streamssl.experiment.spec import ExperimentSpec, run_config
 
@@ -37,13 +37,17 @@ def summary_frame(spec: ExperimentSpec, results: list[Result]) -> pd.DataFrame:
         done = [r for r in members if r.loaded is not None]
         row = {"dataset": dataset_name(spec, members), "stream": stream, "method": method,
                **{key: grid_text(value) for key, value in grid}, "n": len(done)}
-        for column, key in METRICS.items():
-            interval = stats.t_interval([r.value(key) for r in done])
+        values = {column: [r.value(key) for r in done] for column, key in METRICS.items()}
+        values.update({column: [compute_value(r, *how) for r in done] for column, how in COMPUTE.items()})
+        values.update({column: [transfer_value(r, name, kind) for r in done]
+                       for column, (name, kind) in transfer_columns(spec).items()})
+        for column, numbers in values.items():
+            interval = stats.t_interval(numbers)
             row.update(zip((f"{column}_{s}" for s in STAT_SUFFIXES),
                            (interval.mean, interval.std, interval.low, interval.high)))
         rows.append(row)
-    columns = ["dataset", "stream", "method", *spec.grid, "n",
-               *(f"{c}_{s}" for c in METRICS for s in STAT_SUFFIXES)]
+    names = [*METRICS, *COMPUTE, *transfer_columns(spec)]
+    columns = ["dataset", "stream", "method", *spec.grid, "n", *(f"{c}_{s}" for c in names for s in STAT_SUFFIXES)]
     return pd.DataFrame(rows, columns=columns)
 
 

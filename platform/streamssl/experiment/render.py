@@ -9,12 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from streamssl import fsio
 from streamssl.evaluation.plots import stream_key
 from streamssl.experiment import stats
 from streamssl.experiment.results import Result, by_cell, floor_interval, grid_text
 from streamssl.experiment.spec import ExperimentSpec
 
 ALPHA = 0.05  # significance level of the paired tests
+# summary.csv compute column -> (run.json `compute` key, scale): accuracy against compute
+COMPUTE = {"tflops_total": ("flops_total", 1e-12), "samples_per_s": ("samples_per_s", 1.0),
+           "data_wait_pct": ("data_wait_fraction", 100.0), "peak_rss_mib": ("peak_rss_bytes", 2 ** -20)}
+TRANSFER = ("knn", "linear")  # transfer_<dataset>_<this>: kNN (SCALE's protocol) and linear probe top-1 %
 TABLES = (("final", "Table 1: final kNN top-1 (%)"), ("linear", "Linear probe top-1 at the end (%)"))
 
 
@@ -142,13 +147,61 @@ def summary_text(spec: ExperimentSpec, results: list[Result], comparisons: pd.Da
     return "\n".join(table(spec, results, *TABLES[0]) + significance(spec, comparisons))
 
 
+def compute_value(result: Result, key: str, scale: float) -> float:
+    """A run.json `compute` figure, scaled (NaN when the run did not record it)."""
+    value = (result.loaded.info.get("compute") or {}).get(key) if result.loaded is not None else None
+    return float("nan") if not isinstance(value, (int, float)) else scale * value
+
+
+def transfer_columns(spec: ExperimentSpec) -> dict[str, tuple[str, str]]:
+    """summary.csv column -> (transfer dataset folder name, knn | linear)."""
+    return {f"transfer_{d.name}_{kind}": (d.name, kind) for d in spec.transfer for kind in TRANSFER}
+
+
+def transfer_value(result: Result, name: str, kind: str) -> float:
+    """Top-1 % of a run's transfer evaluation on dataset `name` (NaN when it has none)."""
+    if result.loaded is None:
+        return float("nan")
+    path = result.loaded.path / "transfer" / name / "eval.json"
+    if not fsio.is_file(path):
+        return float("nan")
+    scores = fsio.read_json(path)["results"].get("knn_scale" if kind == "knn" else "linear") or {}
+    top1 = scores.get("top1")
+    return float("nan") if top1 is None else 100.0 * top1
+
+
+def compute_table(spec: ExperimentSpec, results: list[Result]) -> list[str]:
+    """Accuracy against compute (and transfer, with the spec's `transfer`), one row per cell: means over
+    the completed seeds; omitted when no run recorded compute."""
+    if not any(r.loaded is not None and r.loaded.info.get("compute") for r in results):
+        return []
+    transfer = transfer_columns(spec)
+    head = ["method", "stream", *spec.grid, "final kNN %", "TFLOPs", "samples/s", "data wait %", "peak RSS MiB",
+            *(f"{name} {kind} %" for name, kind in transfer.values())]
+    lines = ["## Accuracy against compute", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for (method, stream, grid), members in by_cell(results).items():
+        done = [r for r in members if r.loaded is not None]
+        numbers = [[r.value("final") for r in done],
+                   *([compute_value(r, *how) for r in done] for how in COMPUTE.values()),
+                   *([transfer_value(r, *where) for r in done] for where in transfer.values())]
+        cells = [_mean_text(values) for values in numbers]
+        lines.append("| " + " | ".join([method, stream, *(grid_text(v) for _, v in grid), *cells]) + " |")
+    return lines + ["", "TFLOPs: matmul and convolution FLOPs of all updates (run.json `compute`); data wait: share of "
+                    "the training loop waiting for stream data; peak RSS of rank 0's process.", ""]
+
+
+def _mean_text(values: list[float]) -> str:
+    finite = [v for v in values if np.isfinite(v)]
+    return f"{np.mean(finite):.4g}" if finite else "n/a"
+
+
 def render(spec: ExperimentSpec, results: list[Result], comparisons: pd.DataFrame, figure: Path | None) -> str:
     lines = header(spec, results)
     lines += table(spec, results, *TABLES[0])
     if any(r.loaded is not None and np.isfinite(r.loaded.stats["linear"]) for r in results):
         lines += table(spec, results, *TABLES[1])
     lines += comparison_table(spec, comparisons) + significance(spec, comparisons)
-    lines += failures(results) + figure_lines(figure)
+    lines += compute_table(spec, results) + failures(results) + figure_lines(figure)
     lines += ["Per-cell numbers with standard deviations and interval bounds: `summary.csv`; the paired tests: "
               "`comparisons.csv`; each run's own report: `runs/<cell>-s<seed>/report.md`.", ""]
     return "\n".join(lines)

@@ -180,7 +180,7 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 run = pending.pop(0)
-                in_flight[_launch(task, configs[run.name], run_dir(out, run))] = run
+                in_flight[_launch(task, configs[run.name], run_dir(out, run), spec.transfer)] = run
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             run = in_flight.pop(ready[0])
             outcomes[run.name] = _collect(ready[0], run, run_dir(out, run))
@@ -195,14 +195,14 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
     return outcomes
 
 
-def _launch(task, config, path: Path):
+def _launch(task, config, path: Path, transfer: tuple = ()):
     """Start one run's task (a rerun starts clean: no stale metrics or checkpoints); its ObjectRef."""
     from streamssl.config import flatten
 
     cpus = footprint(config).task_cpus
     fsio.remove_tree(path)
     return task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{path.name}").remote(
-        flatten(config.to_dict()), str(path), max(1, int(cpus)))
+        flatten(config.to_dict()), str(path), max(1, int(cpus)), [str(d) for d in transfer])
 
 
 def _collect(ref, run: RunSpec, path: Path) -> Outcome:
@@ -225,8 +225,9 @@ def _announce(bar, outcome: Outcome) -> None:
         bar.write(f"  {outcome.name}: FAILED ({outcome.error})")
 
 
-def execute_run(flat: dict, path: str, threads: int) -> dict:
-    """The Ray task: one run into `path`; failures are recorded in its run.json and returned."""
+def execute_run(flat: dict, path: str, threads: int, transfer: list[str] = ()) -> dict:
+    """The Ray task: one run into `path`, then its transfer evaluations (RUN_DIR/transfer/<dataset
+    folder name>/eval.json); failures are recorded in its run.json and returned."""
     import torch
 
     from streamssl.pipeline import run_pipeline
@@ -236,11 +237,25 @@ def execute_run(flat: dict, path: str, threads: int) -> dict:
     config = resolve(flat)
     try:
         info = run_pipeline(config, path, progress=False)
+        run_transfers(Path(path), transfer, config.seed)
     except Exception as err:  # one run's failure must not stop the others
         message = _last_line(err)
         mark_failed(Path(path), run_info_stub(config), message)
         return {"status": "failed", "error": message}
     return {"status": "completed", "final_knn": float(info["final_knn"])}
+
+
+def run_transfers(path: Path, datasets, seed: int) -> None:
+    """The spec's `transfer` datasets: kNN and linear probe of the run's final backbone on each."""
+    from streamssl.evaluation.transfer import load_model, transfer_eval, write_outputs
+
+    for dataset in datasets:
+        result = transfer_eval(load_model(path), dataset, seed=seed)
+        write_outputs(result, transfer_dir(path, dataset))
+
+
+def transfer_dir(path: Path, dataset) -> Path:
+    return Path(path) / "transfer" / Path(dataset).name
 
 
 def run_info_stub(source) -> dict:

@@ -21,7 +21,7 @@ from streamssl import config as cfg
 from streamssl import resolve
 from streamssl.errors import ConfigError, first_line
 
-SPEC_KEYS = ("base", "methods", "streams", "seeds", "overrides", "grid", "reference", "max_concurrent")
+SPEC_KEYS = ("base", "methods", "streams", "seeds", "overrides", "grid", "reference", "max_concurrent", "transfer")
 # config keys that are axes of the matrix: set by the spec key named here, never by overrides/grid
 AXES = {"method.name": "methods", "stream.kind": "streams", "seed": "seeds"}
 
@@ -61,6 +61,7 @@ class ExperimentSpec:
     grid: dict = field(default_factory=dict)  # dotted key -> list of values, in spec order
     reference: str | None = None
     max_concurrent: int = 1
+    transfer: tuple[Path, ...] = ()  # prepared datasets every completed run is also evaluated on
 
     @property
     def name(self) -> str:
@@ -87,7 +88,8 @@ def load_spec(path: str | Path, extra_overrides: dict | None = None) -> Experime
         path=path.resolve(), base=_base_path(path, data.get("base")),
         methods=tuple(_names(data.get("methods"), "methods")), streams=tuple(_names(data.get("streams"), "streams")),
         seeds=tuple(_seeds(data.get("seeds"))), overrides=overrides, grid=_grid(data.get("grid")),
-        reference=data.get("reference"), max_concurrent=_max_concurrent(data.get("max_concurrent", 1)))
+        reference=data.get("reference"), max_concurrent=_max_concurrent(data.get("max_concurrent", 1)),
+        transfer=_transfer(path, data.get("transfer")))
     _check_reference(spec)
     check_configs(spec)
     return spec
@@ -176,6 +178,22 @@ def _grid(value: Any) -> dict:
                               "once, before the runs); run one experiment per dataset")
         _list(values, f"grid.{key}")
     return dict(value)
+
+
+def _transfer(spec_path: Path, value: Any) -> tuple[Path, ...]:
+    """Prepared dataset dirs (absolute, or relative to the spec), with distinct folder names: the
+    summary's columns are named transfer_<folder name>_knn / _linear."""
+    if value is None:
+        return ()
+    found = tuple((spec_path.parent / str(d)).resolve() for d in _list(value, "transfer"))
+    for path in found:
+        if not (path / "dataset.json").is_file():
+            raise ConfigError(f"transfer: {path} is not a prepared dataset (no dataset.json; `streamssl prepare`)")
+    names = [p.name for p in found]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"transfer: two datasets share a folder name ({', '.join(names)}); the summary "
+                          "columns need distinct ones")
+    return found
 
 
 def _max_concurrent(value: Any) -> int:

@@ -24,7 +24,9 @@ from torch import nn
 
 from streamssl.augment import CropParams, eval_transform, multicrop
 from streamssl.checks import finite_numbers, require
+from streamssl.export import load_backbone_into
 from streamssl.models import ModelSpec, build_backbone
+from streamssl.models.backbones import enable_grad_checkpointing
 
 _EMBED_CHUNK = 512  # images per forward when embedding the memory
 
@@ -82,6 +84,10 @@ class Method(nn.Module):
         self.params = params
         self.image_size = model.image_size
         self.backbone, self.backbone_dim = build_backbone(model.backbone)
+        if model.init_from is not None:  # before any head or target (BYOL's) copies the backbone
+            load_backbone_into(self.backbone, model.init_from)
+        if model.grad_checkpointing:
+            enable_grad_checkpointing(self.backbone)
 
     @classmethod
     def operating_warnings(cls, params: MethodParams) -> list[str]:

@@ -106,6 +106,7 @@ def stream_args(config: RunConfig) -> dict:
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     """The materialized stream dir for this config and dataset content, built on first use."""
     from streamssl.errors import renamed
+    from streamssl.ingest.columns import columns_sha256
     from streamssl.ingest.dataset import dataset_identity
     from streamssl.scoring import ensure_scored
     from streamssl.streams.build import build_stream
@@ -116,6 +117,7 @@ def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     # a curriculum column is scored on first use; its checksum keys the cache, so re-scoring rebuilds
     if args["order_by"]:
         key["score_sha256"] = ensure_scored(dataset_dir, args["order_by"])
+        key["columns_sha256"] = columns_sha256(dataset_dir, args["order_by"])  # `streamssl columns` values
     out = dataset_dir / "streams" / f"{args['kind']}-{digest(key)}"
     if not (out / "stream.json").exists():
         log.info("materializing the %s stream into %s", args["kind"], out)

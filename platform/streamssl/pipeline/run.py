@@ -69,6 +69,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
         dataset_dir, stream_dir = _resumed_data(run_dir, previous, config)
     dataset_dir, stream_dir, total = _data(config, dataset_dir, stream_dir)
     info = _start(config, run_dir, dataset_dir, stream_dir, total, fresh=not resume)
+    config = _with_eval_points(config, stream_dir, info)
     ray_train = tune or uses_ray_train(config, trainer)
     ctx = worker_context(config, run_dir, dataset_dir, stream_dir, total, ray_train=ray_train,
                          progress=progress, resume_dir=resume_dir)
@@ -79,8 +80,21 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
         _interrupted(run_dir, info, config, summary)
     info.update(status="completed", **summary)
     warn_run_skips(info.get("skipped"))
-    _finish(run_dir, info)
+    _finish(run_dir, info, config)
     return info
+
+
+def _with_eval_points(config: RunConfig, stream_dir: Path, info: dict) -> RunConfig:
+    """`eval.points: segments` made stream fractions for the workers (config.yaml keeps the word);
+    run.json records the effective learning rate."""
+    import dataclasses
+
+    from streamssl.evaluation.continual import resolve_points
+    from streamssl.train.learner import effective_lr
+
+    info["effective_lr"] = effective_lr(config)
+    points = resolve_points(config.eval.points, stream_dir)
+    return dataclasses.replace(config, eval=dataclasses.replace(config.eval, points=points))
 
 
 def worker_context(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int, *,
@@ -211,11 +225,18 @@ def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
     return found
 
 
-def _finish(run_dir: Path, info: dict) -> None:
+def _finish(run_dir: Path, info: dict, config: RunConfig) -> None:
+    from streamssl.pipeline.outputs import continual_fields, mirror_to_trackers
     from streamssl.report import write_report
 
+    write_info(run_dir, info)  # continual metrics read run.json's stream fields
+    info.update(continual_fields(run_dir))
     write_info(run_dir, info)
     write_report([run_dir], run_dir)
+    tracked = mirror_to_trackers(config, run_dir, info["status"])
+    if tracked:
+        info["tracking"] = tracked
+        write_info(run_dir, info)
 
 
 def _write_failed(run_dir: Path, info: dict, error: str, **extra) -> None:

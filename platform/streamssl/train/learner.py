@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from streamssl import buffers, distributed
+from streamssl.compute import count_flops
 from streamssl.config import RunConfig
 from streamssl.errors import DataError, TrainingError
-from streamssl.optim import build_optimizer, learning_rate, set_lr
+from streamssl.optim import build_optimizer, learning_rate, scaled_lr, set_lr
 from streamssl.resolve import build_method, build_policy
 from streamssl.train.replay import SCHEDULES
 
@@ -34,6 +35,13 @@ class UpdateResult:
     batch_size: int
     grad_cosine: float | None
     parts: dict[str, float]
+
+
+def effective_lr(config: RunConfig) -> float:
+    """learner.lr scaled to the global batch (num_workers x stream_batch) by learner.lr_scaling,
+    relative to learner.lr_reference_batch: the lr the schedule (and warmup) starts from."""
+    lc = config.learner
+    return scaled_lr(lc.lr, lc.lr_scaling, config.scaling.num_workers * lc.stream_batch, lc.lr_reference_batch)
 
 
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
@@ -55,7 +63,9 @@ class Learner:
         self.method = build_method(config).to(device)
         if lc.channels_last:
             self.method = self.method.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.method, lc.lr, lc.momentum, lc.weight_decay, lc.lars, lc.lars_eta)
+        self.base_lr = effective_lr(config)
+        self.optimizer = build_optimizer(self.method, self.base_lr, lc.momentum, lc.weight_decay, lc.lars,
+                                         lc.lars_eta)
         size = config.model.image_size
         self.policy = build_policy(config)
         width = self.method.backbone_dim if self.policy.embeds else self.method.proj_dim
@@ -69,6 +79,9 @@ class Learner:
         self.batches = 0  # stream batches observed
         self.last_loss = float("nan")
         self._prev_grad: torch.Tensor | None = None  # the last update's flat gradient, for grad_cosine
+        # FLOPs of this process's first update (forward + backward, torch's counter); every update
+        # of a run has the same shapes, so it stands for all of them (streamssl.compute)
+        self.flops_per_update: int | None = None
 
     def observe(self, images: torch.Tensor, keys: list[str], labels: torch.Tensor) -> list[UpdateResult]:
         """Consume one stream batch: uint8 images [b, 3, S, S] on the device, keys, labels [b].
@@ -102,9 +115,26 @@ class Learner:
 
     def train_on(self, slots: torch.Tensor) -> UpdateResult:
         """One optimizer update on the buffer entries at `slots`."""
-        lr = learning_rate(self.config.learner.lr, self.config.learner.lr_schedule, self.update, self.total_updates)
+        lc = self.config.learner
+        lr = learning_rate(self.base_lr, lc.lr_schedule, self.update, self.total_updates, lc.warmup_updates)
         set_lr(self.optimizer, lr)
         images = self.buffer.images[slots.to(self.buffer.images.device)]
+        counting = self.flops_per_update is None
+        with count_flops() if counting else contextlib.nullcontext() as flops:
+            out, loss = self._forward_backward(images)
+        if counting:
+            self.flops_per_update = flops.total
+        self._average_gradients()
+        cosine = self._grad_cosine() if self.config.learner.grad_cosine else None
+        self.optimizer.step()
+        self.update += 1
+        self.method.after_step(self.update, self.total_updates)
+        if not self.policy.embeds:
+            self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
+        return UpdateResult(self.update, loss.item(), lr, int(slots.numel()), cosine, out.parts)
+
+    def _forward_backward(self, images: torch.Tensor):
+        """The method's step and the backward pass; (StepOutput, float32 loss)."""
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         try:
             with autocast:
@@ -116,14 +146,7 @@ class Learner:
             raise TrainingError(f"loss is {loss.item()} at update {self.update + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self._average_gradients()
-        cosine = self._grad_cosine() if self.config.learner.grad_cosine else None
-        self.optimizer.step()
-        self.update += 1
-        self.method.after_step(self.update, self.total_updates)
-        if not self.policy.embeds:
-            self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
-        return UpdateResult(self.update, loss.item(), lr, int(slots.numel()), cosine, out.parts)
+        return out, loss
 
     def _average_gradients(self) -> None:
         """DDP's all-reduce, done by hand on one flat vector (methods call their modules directly)."""

@@ -19,8 +19,10 @@ import torch
 from tqdm import tqdm
 
 from streamssl.augment import to_model_input
+from streamssl.compute import ComputeMeter
 from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
+from streamssl.export import write_backbone
 from streamssl.streams.split import rank_split
 from streamssl.train.evaluate import EvalData, class_histogram, eval_positions, evaluate_model
 from streamssl.train.learner import Learner, UpdateResult
@@ -74,9 +76,11 @@ def run_loop(config: RunConfig, learner: Learner, batches: Iterable[dict], total
     # rank 0 (the one logging metrics) tells a driver in another process where the stream is
     writer = ProgressWriter(logger.run_dir) if getattr(logger, "run_dir", None) else None
     evaluate()
-    start, clock, interrupted = time.perf_counter(), _SteadyClock(), False
-    for batch in batches:
+    start, clock, interrupted, meter = time.perf_counter(), _SteadyClock(), False, ComputeMeter()
+    for batch in _timed(batches, meter):
+        updates = learner.update
         _consume(learner, batch, state, logger, total_samples, config, world_size)
+        meter.record(batch.get("rows", len(batch["label"])) * world_size, learner.update - updates)
         clock.tick(learner.update)
         evaluate()
         for hook in hooks:
@@ -97,9 +101,22 @@ def run_loop(config: RunConfig, learner: Learner, batches: Iterable[dict], total
     bar.close()
     if writer is not None:
         writer.write(force=True, samples_seen=state.samples_seen, knn=f"{state.last_knn:.3f}")
+    meter.flops_per_update = learner.flops_per_update
     return {"updates": learner.update, "samples_seen": state.samples_seen, "final_knn": state.last_knn,
             "final_linear": state.last_linear, "interrupted": interrupted,
-            "train_seconds": time.perf_counter() - start, **clock.summary()}
+            "train_seconds": time.perf_counter() - start, **clock.summary(),
+            "compute": meter.summary(learner.device)}
+
+
+def _timed(batches: Iterable[dict], meter: ComputeMeter):
+    """The stream batches, the time spent waiting for each one counted as data wait."""
+    source = iter(batches)
+    while True:
+        with meter.waiting():
+            batch = next(source, None)
+        if batch is None:
+            return
+        yield batch
 
 
 class _SteadyClock:
@@ -180,6 +197,8 @@ def _evaluate_due(learner: Learner, state: LoopState, points: list[int], data: E
         for c, n in sorted(state.class_seen_counts.items()):
             logger.log("stream/classes_seen", float(n), class_id=c, **at)
         state.last_knn = result["knn"]["top1"]
+        if config.eval.snapshots and getattr(logger, "run_dir", None) is not None:
+            write_backbone(logger.run_dir, learner.method, at=state.samples_seen)
         state.evals.append((state.samples_seen, result["knn"]["top1"], val_top1))
         log.debug("kNN %.4f (validation %.4f) at %d samples", result["knn"]["top1"], val_top1, state.samples_seen)
 

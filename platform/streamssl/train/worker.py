@@ -23,6 +23,7 @@ import torch
 from streamssl import fsio
 from streamssl.config import RunConfig
 from streamssl.errors import TrainingError
+from streamssl.export import write_backbone
 from streamssl.train.checkpoint import load_checkpoint, save_checkpoint
 from streamssl.train.learner import Learner
 from streamssl.train.loop import LoopState, run_loop, stream_end
@@ -175,6 +176,7 @@ def _write_outputs(learner: Learner, ctx: WorkerContext) -> None:
     if ctx.rank == 0:
         with fsio.atomic_path(ctx.run_dir / "model.pt") as tmp:
             torch.save({"method": learner.method.state_dict()}, tmp)
+        write_backbone(ctx.run_dir, learner.method)  # the backbone alone, for torchvision/timm (export.py)
 
 
 def dedup_hook(config: RunConfig, logger) -> Callable:
