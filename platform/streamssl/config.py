@@ -66,6 +66,9 @@ class LearnerConfig:
     threads: int | None = None  # torch threads; default: the CPUs given to the worker
     grad_cosine: bool = True  # log cosine similarity of consecutive update gradients
     replay: bool = True  # accv: false trains on the incoming batch only and keeps no memory
+    # how replayed entries are drawn from the buffer: uniform, or density (probability inversely
+    # proportional to the entry's local feature density in the buffer; buffers/density.py)
+    replay_weighting: str = "uniform"
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,18 @@ def _validate_registered(config: RunConfig) -> None:
     learner, name = config.learner, config.method_name
     require(not METHODS[name].needs_stream_rows or SCHEDULES[learner.schedule].stream_rows,
             f"learner.schedule: method {name!r} needs the accv schedule, got {learner.schedule!r}")
+    require(not POLICIES[config.buffer.policy].needs_sample_loss or METHODS[name].provides_sample_loss,
+            f"buffer.policy: {config.buffer.policy!r} ranks per-sample losses, which method {name!r} does not "
+            f"provide (methods that do: {', '.join(sorted(m for m in METHODS if METHODS[m].provides_sample_loss))})")
+
+
+def with_dataset_classes(config: RunConfig, num_classes: int) -> RunConfig:
+    """`method.classes` left at 0 (methods that train a classifier: supervised) set to the dataset's
+    class count; any other config unchanged."""
+    fields = METHODS[config.method_name].Params.__dataclass_fields__
+    if "classes" not in fields or config.method.get("classes", 0):
+        return config
+    return dataclasses.replace(config, method={**config.method, "classes": num_classes})
 
 
 def policy_params(config: RunConfig) -> SelectionPolicy.Params:

@@ -93,6 +93,7 @@ def _learner(config: RunConfig) -> None:
     in_range("learner.threads", learner.threads, 1, none_ok=True)
     one_of("learner.schedule", learner.schedule, tuple(SCHEDULES))
     one_of("learner.lr_schedule", learner.lr_schedule, ("constant", "cosine"))
+    one_of("learner.replay_weighting", learner.replay_weighting, ("uniform", "density"))
     require(learner.bf16 in ("auto", True, False), f"learner.bf16: auto, true or false, got {learner.bf16!r}")
     require(learner.replay or SCHEDULES[learner.schedule].stream_rows,
             "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")
