@@ -90,3 +90,11 @@ def test_the_learner_feeds_imai_losses_to_the_policy():
         learner.observe(images, [f"k{i}_{j}" for j in range(16)], torch.full((16,), i))
     scored = learner.policy.running_losses(learner.buffer.uids)
     assert len(learner.buffer) == 32 and torch.isfinite(scored).all() and (scored > 0).all()
+
+
+def test_a_pipeline_with_other_methods_blocks_runs_hard_for_the_chosen_method():
+    # fmnist-cpu carries per_method blocks for empssl, minred and scale, which cannot run hard
+    config = resolve.load("pipelines/fmnist-cpu.yaml", {"buffer.policy": "hard"})
+    assert config.method_name == "imai" and config.buffer.policy == "hard"
+    with pytest.raises(ConfigError, match=r"^buffer\.policy: 'hard'"):
+        resolve.load("pipelines/fmnist-cpu.yaml", {"buffer.policy": "hard", "method.name": "empssl"})
