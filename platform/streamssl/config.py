@@ -75,6 +75,9 @@ class LearnerConfig:
     lr_scaling: str = "none"
     lr_reference_batch: int = 100
     warmup_updates: int = 0  # linear warmup over the first updates, then lr_schedule
+    # how replayed entries are drawn from the buffer: uniform, or density (probability inversely
+    # proportional to the entry's local feature density in the buffer; buffers/density.py)
+    replay_weighting: str = "uniform"
 
 
 @dataclass(frozen=True)

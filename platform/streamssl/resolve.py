@@ -49,7 +49,8 @@ def load(path: str | Path | None, overrides: list[str] | dict | None = None) -> 
     for other, block in blocks.items():
         if other != name:
             try:
-                resolve({**shared, **block, "method.name": other})
+                # a policy only some methods can run (hard) is the chosen method's business alone
+                resolve({**shared, **block, "method.name": other}, pairing=False)
             except ConfigError as err:
                 raise ConfigError(f"per_method.{other}: {err}") from None
     return config
@@ -83,8 +84,11 @@ def per_method(flat: dict[str, Any], name: str) -> dict[str, Any]:
     return method_blocks(flat).get(name, {})
 
 
-def resolve(explicit: dict[str, Any]) -> RunConfig:
-    """Defaults <- method presets <- explicit dotted keys, then type checks and every rule."""
+def resolve(explicit: dict[str, Any], pairing: bool = True) -> RunConfig:
+    """Defaults <- method presets <- explicit dotted keys, then type checks and every rule.
+
+    `pairing=False` skips the check that the method provides what the policy ranks (`load` checks
+    other methods' `per_method` blocks so)."""
     name = explicit.get("method.name", DEFAULT_METHOD)
     if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(f"method.name: unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
@@ -93,6 +97,8 @@ def resolve(explicit: dict[str, Any]) -> RunConfig:
     config = _typed_sections(build({**METHODS[name].presets, **by_stream, **explicit}))
     validation.validate(config)
     _validate_registered(config)
+    if pairing:
+        _check_pairing(config)
     return config
 
 
@@ -122,6 +128,22 @@ def _validate_registered(config: RunConfig) -> None:
     learner, name = config.learner, config.method_name
     require(not METHODS[name].needs_stream_rows or SCHEDULES[learner.schedule].stream_rows,
             f"learner.schedule: method {name!r} needs the accv schedule, got {learner.schedule!r}")
+
+
+def _check_pairing(config: RunConfig) -> None:
+    name = config.method_name
+    require(not POLICIES[config.buffer.policy].needs_sample_loss or METHODS[name].provides_sample_loss,
+            f"buffer.policy: {config.buffer.policy!r} ranks per-sample losses, which method {name!r} does not "
+            f"provide (methods that do: {', '.join(sorted(m for m in METHODS if METHODS[m].provides_sample_loss))})")
+
+
+def with_dataset_classes(config: RunConfig, num_classes: int) -> RunConfig:
+    """`method.classes` left at 0 (methods that train a classifier: supervised) set to the dataset's
+    class count; any other config unchanged."""
+    fields = METHODS[config.method_name].Params.__dataclass_fields__
+    if "classes" not in fields or config.method.get("classes", 0):
+        return config
+    return dataclasses.replace(config, method={**config.method, "classes": num_classes})
 
 
 def policy_params(config: RunConfig) -> SelectionPolicy.Params:

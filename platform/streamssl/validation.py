@@ -101,6 +101,7 @@ def _learner(config: RunConfig) -> None:
     one_of("learner.lr_scaling", learner.lr_scaling, LR_SCALINGS)
     in_range("learner.lr_reference_batch", learner.lr_reference_batch, 1)
     in_range("learner.warmup_updates", learner.warmup_updates, 0)
+    one_of("learner.replay_weighting", learner.replay_weighting, ("uniform", "density"))
     require(learner.bf16 in ("auto", True, False), f"learner.bf16: auto, true or false, got {learner.bf16!r}")
     require(learner.replay or SCHEDULES[learner.schedule].stream_rows,
             "learner.replay: false needs learner.schedule accv (the minred schedule trains from the buffer only)")

@@ -78,7 +78,7 @@ def test_params_build_with_defaults(name):
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_declared_defaults(name):
     cls = POLICIES[name]
-    assert isinstance(cls.embeds, bool)
+    assert isinstance(cls.embeds, bool) and isinstance(cls.needs_sample_loss, bool)
     cls.Params().validate()
     policy = cls()
     assert isinstance(policy.state_dict(), dict)
@@ -89,7 +89,8 @@ def test_declared_defaults(name):
 def test_every_params_field_is_a_buffer_params_key_and_reaches_the_learner(name):
     defaults = POLICIES[name].Params()
     params = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
-    config = resolve.load(SMOKE, {"method.name": "simclr", "buffer.policy": name, "buffer.params": params})
+    method = "imai" if POLICIES[name].needs_sample_loss else "simclr"  # one that gives per-sample losses
+    config = resolve.load(SMOKE, {"method.name": method, "buffer.policy": name, "buffer.params": params})
     assert policy_params(config) == defaults
     learner = Learner(config, torch.device("cpu"), total_updates=3)
     assert isinstance(learner.policy, POLICIES[name]) and learner.policy.params == defaults

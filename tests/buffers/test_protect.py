@@ -76,6 +76,8 @@ def _removals(name, steps, protect=None, seed=0, capacity=20, b=6):
     log = []
     for step in range(steps):
         _step(buf, step, b, gen)
+        if policy.needs_sample_loss:  # hard: losses for every entry, else it ranks by age alone
+            policy.record_losses(buf, torch.arange(len(buf)), torch.rand(len(buf), generator=gen))
         log.append((resize(buf, policy, gen).tolist(), list(buf.keys), buf.features.clone()))
     return log
 

@@ -53,7 +53,9 @@ def test_crop_cosine_equals_the_numpy_mean_cosine():
 
 
 def _method(name: str):
-    config = resolve.load("pipelines/smoke.yaml", [f"method.name={name}"])
+    # a run fills method.classes (supervised) from the dataset; smoke has 4 classes
+    classes = ["method.classes=4"] if "classes" in METHODS[name].Params.__dataclass_fields__ else []
+    config = resolve.load("pipelines/smoke.yaml", [f"method.name={name}", *classes])
     return build_method(config).eval()
 
 

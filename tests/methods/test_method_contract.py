@@ -21,8 +21,14 @@ def _one_thread(one_thread):
     yield
 
 
-def tiny_config(method: str):
-    return resolve.load(SMOKE, [f"method.name={method}"])
+def tiny_config(method: str, **extra):
+    # a run fills method.classes from the dataset (resolve.with_dataset_classes); smoke has 4 classes
+    classes = {"method.classes": 4} if "classes" in METHODS[method].Params.__dataclass_fields__ else {}
+    return resolve.load(SMOKE, {"method.name": method, **classes, **extra})
+
+
+def _labels_kwarg(method, b):
+    return {"labels": torch.arange(b) % 4} if method.needs_labels else {}
 
 
 def _images(b=6, seed=0):
@@ -34,13 +40,16 @@ def test_step_gives_finite_loss_grads_and_normalized_features(name):
     config = tiny_config(name)
     method = build_method(config)
     images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
-    out = method.step(images, torch.Generator().manual_seed(0))
+    out = method.step(images, torch.Generator().manual_seed(0), **_labels_kwarg(method, 6))
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     grads = [p.grad for p in method.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert out.features.shape == (6, method.proj_dim) and not out.features.requires_grad
     assert torch.allclose(out.features.norm(dim=1), torch.ones(6), atol=1e-5)
+    if method.provides_sample_loss:
+        assert out.sample_loss.shape == (6,) and torch.isfinite(out.sample_loss).all()
+        assert not out.sample_loss.requires_grad
     assert method.embed(torch.randn(3, 3, 16, 16)).shape == (3, method.backbone_dim)
 
 
@@ -90,8 +99,7 @@ def test_every_params_field_is_a_pipeline_key(name):
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_the_learner_trains_every_method_over_a_few_stream_batches(name):
-    config = resolve.load(SMOKE, {"method.name": name, "method.crops": 2} if "crops" in
-                          METHODS[name].Params.__dataclass_fields__ else {"method.name": name})
+    config = tiny_config(name, **({"method.crops": 2} if "crops" in METHODS[name].Params.__dataclass_fields__ else {}))
     learner = Learner(config, torch.device("cpu"), total_updates=4)
     results = []
     for i in range(3):

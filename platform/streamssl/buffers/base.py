@@ -1,7 +1,8 @@
 """The selection-policy contract: a policy decides which entries leave the buffer; it stores no samples.
 
 Everything a policy may provide is declared on `SelectionPolicy` with its default: `Params` (the
-pipeline's `buffer.params`), `embeds`, `select` (required), `state_dict` / `load_state_dict`.
+pipeline's `buffer.params`), `embeds`, `needs_sample_loss`, `select` (required), `record_losses`,
+`state_dict` / `load_state_dict`.
 `resize` applies a policy to a buffer; neither the buffer nor the policy calls the other.
 """
 
@@ -34,6 +35,9 @@ class SelectionPolicy(ABC):
     # writes into `buffer.features` right before each resize, instead of the EMA of the updates'
     # projections (the buffer is then backbone_dim wide)
     embeds: ClassVar[bool] = False
+    # True: the policy ranks per-sample losses, which the learner hands to `record_losses` after
+    # every update; only methods with `Method.provides_sample_loss` can run it
+    needs_sample_loss: ClassVar[bool] = False
 
     @dataclass(frozen=True)
     class Params:
@@ -59,6 +63,14 @@ class SelectionPolicy(ABC):
         Returns:
             LongTensor [n_remove] of distinct occupied slots.
         """
+
+    def record_losses(self, buffer: ReplayBuffer, slots: Tensor, losses: Tensor) -> None:
+        """Per-sample losses (float [n]) of the entries at `slots` from the latest update; default: ignored.
+
+        Called by the learner after every update when `needs_sample_loss` is set. Loss-based state
+        is the policy's own (kept by entry uid, saved by `state_dict`), not a cache.
+        """
+        del buffer, slots, losses
 
     def state_dict(self) -> dict:
         """Caches worth keeping across a checkpoint; default: none."""

@@ -11,9 +11,10 @@ from streamssl.methods.imai import Imai
 from streamssl.methods.minred import MinRed
 from streamssl.methods.scale import Scale
 from streamssl.methods.simclr import SimCLR
+from streamssl.methods.supervised import Supervised
 
 METHODS: dict[str, type[Method]] = {"imai": Imai, "empssl": EMPSSL, "minred": MinRed,
-                                    "simclr": SimCLR, "byol": BYOL, "scale": Scale}
+                                    "simclr": SimCLR, "byol": BYOL, "scale": Scale, "supervised": Supervised}
 
 
 def method_params(section: dict[str, Any]) -> MethodParams:

@@ -5,7 +5,8 @@ method only augments, forwards and scores, and hands back the per-sample feature
 ranks by. Everything a method may provide is declared on `Method` with its default, so the rest
 of the code never asks whether a method has something:
 
-  class attributes  Params, presets, stream_presets, needs_stream_rows
+  class attributes  Params, presets, stream_presets, needs_stream_rows, needs_labels,
+                    provides_sample_loss
   hooks             begin_batch, step (required), after_step, memory_embeddings, project, two_views,
                     embed, operating_warnings
   widths            backbone_dim (backbone output), proj_dim (projection output = StepOutput.features)
@@ -53,6 +54,9 @@ class StepOutput:
     loss: torch.Tensor  # scalar, with grad
     features: torch.Tensor  # (B, proj_dim) detached, L2-normalized: what the buffer's EMA tracks
     parts: dict[str, float]  # named loss terms for logging
+    # (B,) detached per-image loss; set by methods with `provides_sample_loss` (what `buffer.policy:
+    # hard` keeps an EMA of), None otherwise
+    sample_loss: torch.Tensor | None = None
 
 
 class Method(nn.Module):
@@ -75,6 +79,12 @@ class Method(nn.Module):
     # every update's rows start with the current stream batch, as given to `begin_batch`; only
     # schedules that train on the stream batch (accv) can run such a method
     needs_stream_rows: ClassVar[bool] = False
+    # True: `step` also gets `labels=` (B,) long, the buffer's labels of its images (the supervised
+    # reference learner); every other method trains without labels and is called without them
+    needs_labels: ClassVar[bool] = False
+    # True: every `step` sets `StepOutput.sample_loss`; policies with `needs_sample_loss` (hard)
+    # are refused, naming buffer.policy, for methods that do not
+    provides_sample_loss: ClassVar[bool] = False
 
     proj_dim: int
     crop_params: CropParams
@@ -110,7 +120,10 @@ class Method(nn.Module):
         del images, generator
 
     def step(self, images: torch.Tensor, generator: torch.Generator) -> StepOutput:
-        """Loss for uint8 images (B, 3, S, S) on the training device, crops drawn from `generator`."""
+        """Loss for uint8 images (B, 3, S, S) on the training device, crops drawn from `generator`.
+
+        A method with `needs_labels` declares `step(self, images, generator, labels)` instead.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement step")
 
     def after_step(self, update: int, total_updates: int) -> None:

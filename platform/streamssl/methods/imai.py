@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from streamssl import distributed
 from streamssl.checks import in_range, one_of
@@ -39,6 +40,7 @@ class ImaiParams(MultiCropParams):
 class Imai(MultiCropMethod):
     Params = ImaiParams
     presets = {"learner.schedule": "accv", "buffer.policy": "diverse"}
+    provides_sample_loss = True
 
     @classmethod
     def operating_warnings(cls, params: ImaiParams) -> list[str]:
@@ -56,5 +58,15 @@ class Imai(MultiCropMethod):
         mcc = g.weight * mcc_loss(z, tau=p.temperature, variant=p.mcc_variant, **g.mcc_kwargs(p.mcc_variant))
         tcr = tcr_loss(g.crops, eps=p.eps)
         loss = p.lambda_mcc * mcc + p.lambda_tcr * tcr
-        return StepOutput(loss, self.features_from(z), {"mcc": mcc.item(), "tcr": tcr.item()})
+        return StepOutput(loss, self.features_from(z), {"mcc": mcc.item(), "tcr": tcr.item()},
+                          sample_loss=mcc_per_image(z, p.temperature))
+
+
+@torch.no_grad()
+def mcc_per_image(z: torch.Tensor, tau: float) -> torch.Tensor:
+    """(b,) each image's share of MCC (crop-anchor form, this batch's means as keys): how hard the
+    image's crops find their own mean; what `buffer.policy: hard` ranks. TCR has no per-image split."""
+    means = F.normalize(z.mean(0), dim=-1)  # (b, d)
+    log_p = (z @ means.T / tau).log_softmax(-1)  # (N, b, b): crop i of image j against every mean
+    return -log_p.diagonal(dim1=1, dim2=2).mean(0)
 

@@ -31,6 +31,7 @@ from streamssl.pipeline.lifecycle import (
     write_info,
 )
 from streamssl.pipeline.provenance import class_names, run_info
+from streamssl.resolve import with_dataset_classes
 from streamssl.train.skips import warn_run_skips
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
         resume_dir = find_resume_checkpoint(run_dir, config.scaling.num_workers)
         dataset_dir, stream_dir = _resumed_data(run_dir, previous, config)
     dataset_dir, stream_dir, total = _data(config, dataset_dir, stream_dir)
+    config = with_dataset_classes(config, len(class_names(dataset_dir, config.stream.label_column)))
     info = _start(config, run_dir, dataset_dir, stream_dir, total, fresh=not resume)
     config = _with_eval_points(config, stream_dir, info)
     ray_train = tune or uses_ray_train(config, trainer)

@@ -113,6 +113,13 @@ class Learner:
             self.buffer.features.copy_(self.method.memory_embeddings(self.buffer.images))
         buffers.resize(self.buffer, self.policy, self.buffer_gen)
 
+    def draw_replay(self, n: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """n replay entries avoiding `exclude`: uniform, or by inverse local feature density
+        (`learner.replay_weighting: density`, buffers/density.py)."""
+        if self.config.learner.replay_weighting == "density":
+            return buffers.density_sample(self.buffer, n, self.buffer_gen, exclude)
+        return self.buffer.sample(n, self.buffer_gen, exclude=exclude)
+
     def train_on(self, slots: torch.Tensor) -> UpdateResult:
         """One optimizer update on the buffer entries at `slots`."""
         lc = self.config.learner
@@ -121,7 +128,7 @@ class Learner:
         images = self.buffer.images[slots.to(self.buffer.images.device)]
         counting = self.flops_per_update is None
         with count_flops() if counting else contextlib.nullcontext() as flops:
-            out, loss = self._forward_backward(images)
+            out, loss = self._forward_backward(slots, images)
         if counting:
             self.flops_per_update = flops.total
         self._average_gradients()
@@ -131,14 +138,18 @@ class Learner:
         self.method.after_step(self.update, self.total_updates)
         if not self.policy.embeds:
             self.buffer.update_features(slots, out.features.float(), self.config.buffer.ema_alpha)
+        if self.policy.needs_sample_loss:
+            self.policy.record_losses(self.buffer, slots, out.sample_loss)
         return UpdateResult(self.update, loss.item(), lr, int(slots.numel()), cosine, out.parts)
 
-    def _forward_backward(self, images: torch.Tensor):
+    def _forward_backward(self, slots: torch.Tensor, images: torch.Tensor):
         """The method's step and the backward pass; (StepOutput, float32 loss)."""
+        # labels reach only the supervised reference learner (methods/base.py, needs_labels)
+        labels = {"labels": self.buffer.labels[slots.to(self.buffer.device)]} if self.method.needs_labels else {}
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         try:
             with autocast:
-                out = self.method.step(images, self.aug_gen)
+                out = self.method.step(images, self.aug_gen, **labels)
         except torch.linalg.LinAlgError as err:  # logdet/cholesky of non-finite features
             raise TrainingError(f"non-finite features at update {self.update + 1} ({err})") from err
         loss = out.loss.float()

@@ -44,7 +44,7 @@ def _incoming_and_replayed(learner: Learner, new: torch.Tensor) -> torch.Tensor:
     b = new.numel()
     replay = torch.empty(0, dtype=torch.long)
     if learner.config.learner.replay and len(learner.buffer) >= 2 * b:
-        replay = learner.buffer.sample(b, learner.buffer_gen, exclude=new)
+        replay = learner.draw_replay(b, exclude=new)
     return torch.cat([new.cpu(), replay.cpu()])
 
 
@@ -57,7 +57,7 @@ def _minred(learner: Learner, new: torch.Tensor) -> list[UpdateResult]:
     if len(buffer) == 0:
         return learner.nothing_to_train_on()
     learner.resize()
-    return [learner.train_on(buffer.sample(lc.stream_batch, learner.buffer_gen)) for _ in range(lc.k)]
+    return [learner.train_on(learner.draw_replay(lc.stream_batch)) for _ in range(lc.k)]
 
 
 def _buffer_fill_batches(config: RunConfig) -> int:
