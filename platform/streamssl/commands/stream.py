@@ -10,7 +10,7 @@ from streamssl.streams.plan import KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stream", help="plan and materialize (or --virtual: only index) a stream (iid, seq, seq-bl, seq-im, custom)",
+    p = sub.add_parser("stream", help="plan and materialize (--virtual: only index) a stream (iid, seq, seq-bl, ...)",
                        description=__doc__.splitlines()[0])
     p.add_argument("dataset_dir", metavar="DATASET_DIR", help="a `streamssl prepare` output folder")
     p.add_argument("--kind", required=True, help="iid | seq | seq-bl | seq-im | custom")
