@@ -167,13 +167,14 @@ def write_bench_stream(stream_dir: str, n: int, size: int, fmt: str, shard_size:
     fsio.write_text(fsio.join(stream_dir, "stream.json"), json.dumps(info))
 
 
-def _time_ray(stream_dir: str, concurrency: int | None = None,
-              batch_size: int | None = None) -> tuple[float, np.ndarray]:
-    """Seconds to iterate the whole stream (None: the blocks as read; an int: fixed batches)."""
+def _time_ray(stream_dir: str, concurrency: int | None = None, batch_size: int | None = None,
+              block: int = 1) -> tuple[float, np.ndarray]:
+    """Seconds to iterate the whole stream (None: the blocks as read; an int: fixed batches, from
+    Ray blocks cut at multiples of `block` rows, as a training worker reads with block = batch)."""
     from streamssl.streams import read_stream
 
     t, pos = time.perf_counter(), []
-    for batch in read_stream(stream_dir, concurrency=concurrency).iter_batches(
+    for batch in read_stream(stream_dir, concurrency=concurrency, block=block).iter_batches(
             batch_size=batch_size, batch_format="numpy", prefetch_batches=4):
         assert batch["image"].dtype == np.uint8 and batch["image"].shape[-1] == 3
         pos.append(batch["pos"])
@@ -202,12 +203,13 @@ def _time_webdataset(stream_dir: str, simplejpeg: bool = False) -> tuple[float, 
 
 def _report_read(stream_dir: str, virtual_dir: str, fmt: str, size: int, repeats: int) -> None:
     _time_ray(stream_dir)  # warm-up: Ray worker start and imports are not throughput
-    best = {"blocks": np.inf, "batches": np.inf, "virtual": np.inf, "wds": np.inf, "wds_sj": np.inf}
+    runs = {"blocks": (stream_dir, None, 1), "batches": (stream_dir, 256, 1), "aligned": (stream_dir, 256, 256),
+            "virtual": (virtual_dir, None, 1)}
+    best = dict.fromkeys([*runs, "wds", "wds_sj"], np.inf)
     order_ok = True
     for _ in range(repeats):  # interleaved, so load from other processes hits all of them alike
-        for name, path, batch_size in (("blocks", stream_dir, None), ("batches", stream_dir, 256),
-                                       ("virtual", virtual_dir, None)):
-            seconds, pos = _time_ray(path, batch_size=batch_size)
+        for name, (path, batch_size, block) in runs.items():
+            seconds, pos = _time_ray(path, batch_size=batch_size, block=block)
             best[name] = min(best[name], seconds)
             order_ok &= bool(np.array_equal(pos, np.arange(len(pos))))
         seconds, n = _time_webdataset(stream_dir)
@@ -217,8 +219,9 @@ def _report_read(stream_dir: str, virtual_dir: str, fmt: str, size: int, repeats
     rate = {name: n / seconds for name, seconds in best.items()}
     print(f"(a) {size}x{size} {fmt.upper()}, {n} images, best of {repeats}: webdataset (1 process, its PIL "
           f"decoder) {rate['wds']:,.0f} img/s; read_stream {rate['blocks']:,.0f} img/s as read "
-          f"(ratio {rate['blocks'] / rate['wds']:.2f}x), {rate['batches']:,.0f} img/s in batches of 256 "
-          f"(ratio {rate['batches'] / rate['wds']:.2f}x); stream order preserved: {order_ok}")
+          f"(ratio {rate['blocks'] / rate['wds']:.2f}x); in batches of 256 {rate['batches']:,.0f} img/s from "
+          f"blocks cut anywhere, {rate['aligned']:,.0f} from blocks cut at batch boundaries (ratio "
+          f"{rate['aligned'] / rate['wds']:.2f}x); stream order preserved: {order_ok}")
     print(f"    virtual stream (local disk, byte ranges from the class-interleaved source shards): "
           f"{rate['virtual']:,.0f} img/s, {rate['virtual'] / rate['blocks']:.2f}x the materialized read")
     if fmt == "jpg":
@@ -227,7 +230,8 @@ def _report_read(stream_dir: str, virtual_dir: str, fmt: str, size: int, repeats
     cpus = os.cpu_count() or 1
     levels = [c for c in (1, 2, 4, 8, 16, 32) if c <= cpus]
     scaling = ", ".join(f"{c}: {n / _time_ray(stream_dir, c)[0]:,.0f}" for c in levels)
-    print(f"    read tasks at once ({cpus} CPUs) -> img/s: {scaling}")
+    batched = ", ".join(f"{c}: {n / _time_ray(stream_dir, c, 256, 256)[0]:,.0f}" for c in levels)
+    print(f"    read tasks at once ({cpus} CPUs) -> img/s as read: {scaling}; in aligned batches of 256: {batched}")
 
 
 def _report_plan(tmp: str, num_samples: int, num_classes: int) -> None:

@@ -86,13 +86,13 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
 
 
 def _plan_columns(dataset_dir: str, order_by: str | None) -> list[str]:
-    """The manifest columns planning can use: all but the per-sample strings (keys, shard names,
-    class names), which at ImageNet-21K size cost seconds and gigabytes as Python objects."""
+    """The manifest columns planning reads: label columns and the order_by columns. At ImageNet-21K
+    size the per-sample strings (keys, shard names) would cost seconds and gigabytes in pandas."""
     from streamssl.streams.plan import parse_order_keys
 
     named = {name for name, _ in parse_order_keys(order_by)} if order_by else set()
     return [c for c in fsio.parquet_columns(fsio.join(dataset_dir, "manifest.parquet"))
-            if c in named or not (c in ("key", "shard", "ext") or c.endswith("_name"))]
+            if c in named or c == "label" or c.endswith("_label")]
 
 
 def _remove_stream(out_dir: str) -> None:

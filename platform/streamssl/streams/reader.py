@@ -27,7 +27,7 @@ from streamssl.errors import ConfigError, DataError
 from streamssl.ray_setup import set_data_context
 from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
-from streamssl.streams.split import RankSplit, rank_split, unused_message
+from streamssl.streams.split import RankSplit, chunk_ids, rank_split, unused_message
 from streamssl.streams.virtual import is_virtual, virtual_chunks
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
             remainder of fewer than world_size full blocks, with a warning saying how many samples
             and why (see `streams.split`).
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
-        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count);
-            a virtual stream's task reads its samples from the source shards (`streams.virtual`).
+        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count),
+            each task one Ray block holding whole runs of `block` rows, so `iter_batches(batch_size=
+            block)` slices batches out of blocks without copying; a virtual stream's task reads
+            its samples from the source shards (`streams.virtual`).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
         num_cpus: logical CPUs each read task asks for (default Ray Data's 1). Inside Ray Train
             a fraction keeps reads schedulable next to workers and other trials' placement
@@ -80,9 +82,9 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
     if is_virtual(info):
-        chunks = virtual_chunks(stream_dir, split.rows(), chunk_bytes, MAX_READ_TASKS)
+        chunks = virtual_chunks(stream_dir, split.rows(), chunk_bytes, MAX_READ_TASKS, align=block)
     else:
-        chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
+        chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
     set_data_context()
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
                                     num_cpus=num_cpus)
@@ -125,8 +127,9 @@ class ReadChunk:
         return decode_samples(buffers, self.positions, size)
 
 
-def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> list[ReadChunk]:
-    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each."""
+def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES, align: int = 1) -> list[ReadChunk]:
+    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each,
+    cut only between runs of `align` rows (`split.chunk_ids`)."""
     if len(rows) == 0:
         return []
     index = fsio.read_table(fsio.join(stream_dir, "index.parquet"),
@@ -135,7 +138,7 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
     codes, pos = shard.indices.to_numpy()[rows], index["pos"].to_numpy()[rows]
     offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
     chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // MAX_READ_TASKS + 1)
-    chunk = (np.cumsum(nbytes) - nbytes) // chunk_bytes  # (R,) chunk of each row
+    chunk = chunk_ids(nbytes, chunk_bytes, align)
     new_chunk = np.r_[True, chunk[1:] != chunk[:-1]]
     gap = offset[1:] - (offset[:-1] + nbytes[:-1])
     new_range = new_chunk | np.r_[True, (codes[1:] != codes[:-1]) | (gap < 0) | (gap > MAX_GAP_BYTES)]

@@ -72,3 +72,16 @@ def unused_message(num_rows: int, world_size: int, block: int) -> str | None:
             f"take batches of {block} samples in turns and must all train on the same number of batches, so "
             f"only whole rounds of {world_size} x {block} = {world_size * block} samples are used "
             f"(a stream length divisible by {world_size * block}, or one worker, uses every sample)")
+
+
+def chunk_ids(nbytes: np.ndarray, chunk_bytes: int, align: int = 1) -> np.ndarray:
+    """(R,) the read task of each of a rank's rows: about `chunk_bytes` encoded bytes per task, cut
+    only between runs of `align` rows.
+
+    With `align` = the split's block (= the consumer's batch size), every stream batch lies inside
+    one Ray block, so Ray's batcher hands it out as a zero-copy slice instead of concatenating
+    (copying) the tails of two blocks.
+    """
+    run = np.arange(len(nbytes)) // max(align, 1)
+    run_bytes = np.bincount(run, weights=nbytes)
+    return ((np.cumsum(run_bytes) - run_bytes) // chunk_bytes).astype(np.int64)[run]

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from streamssl import fsio
 from streamssl.streams.decode import IMAGE_EXTS, decode_batch
+from streamssl.streams.split import chunk_ids
 from streamssl.streams.tario import split_samples
 
 MAX_GAP_BYTES = 256 << 10  # bytes of other samples between two wanted ones: read through, don't seek
@@ -161,8 +162,10 @@ def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[
     return [k or found.get(int(p), "") for p, k in zip(positions, keys)]
 
 
-def virtual_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int, max_tasks: int) -> list[VirtualChunk]:
-    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` source bytes each."""
+def virtual_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int, max_tasks: int,
+                   align: int = 1) -> list[VirtualChunk]:
+    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` source bytes each,
+    cut only between runs of `align` rows (`split.chunk_ids`)."""
     if len(rows) == 0:
         return []
     index = fsio.read_table(fsio.join(stream_dir, "index.parquet"),
@@ -174,7 +177,7 @@ def virtual_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int, max_task
     pos, label = index["pos"].to_numpy()[rows], index["label"].to_numpy()[rows]
     offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
     chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // max_tasks + 1)
-    chunk = (np.cumsum(nbytes) - nbytes) // chunk_bytes
+    chunk = chunk_ids(nbytes, chunk_bytes, align)
     bounds = [*np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(rows)]
     out = []
     for a, b in zip(bounds[:-1], bounds[1:]):
