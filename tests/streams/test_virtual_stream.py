@@ -1,6 +1,7 @@
 """Virtual streams: only the plan is written, and reads give the materialized stream's rows exactly."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -66,3 +67,17 @@ def test_coalesce_merges_neighbours_in_shard_order():
     ranges, which = coalesce(shard, offset, nbytes, max_gap=4096)
     assert ranges == [[0, 0, 5100], [1, 0, 100], [1, 1_000_000, 1_000_100]]
     assert which.tolist() == [1, 0, 0, 2, 0]
+
+
+def test_pipeline_key_runs_on_a_virtual_stream(data_root, tmp_path):
+    from streamssl import resolve
+    from streamssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stream.virtual"):
+        resolve.load("pipelines/smoke.yaml", ["stream.virtual=3"])
+    overrides = ["stream.virtual=true", "method.crops=2", "learner.threads=1", "eval.linear=off",
+                 "eval.points=[1.0]"]
+    assert main(["run", "pipelines/smoke.yaml", *overrides, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert stream_info(info["stream_dir"])["virtual"] is True and info["samples_seen"] == 128
+    assert sorted(p.name for p in Path(info["stream_dir"]).iterdir()) == ["index.parquet", "stream.json"]
