@@ -29,8 +29,9 @@ def rows(ds):
 
 
 @pytest.mark.parametrize("kind", ["seq", "seq-bl", "iid"])
-def test_virtual_rows_equal_materialized(dataset, tmp_path, kind):
+def test_virtual_rows_equal_materialized(dataset, tmp_path, kind, monkeypatch):
     real, virtual = tmp_path / "real", tmp_path / "virtual"
+    monkeypatch.setattr("streamssl.streams.build.INDEX_ROW_GROUP", 5)  # tasks read across row groups
     build_stream(str(dataset), str(real), kind=kind, seed=5, shard_size=7, progress=False)
     build_stream(str(dataset), str(virtual), kind=kind, seed=5, progress=False, virtual=True)
     assert sorted(p.name for p in virtual.iterdir()) == ["index.parquet", "stream.json"]
@@ -46,9 +47,10 @@ def test_virtual_rows_equal_materialized(dataset, tmp_path, kind):
             assert not any(b["skip"])
 
 
-def test_cli_virtual_and_a_bad_sample_is_a_skip_row(dataset, tmp_path):
+def test_cli_virtual_and_a_bad_sample_is_a_skip_row(dataset, tmp_path, capsys):
     index_path = tmp_path / "s" / "index.parquet"
     assert main(["stream", str(dataset), "--kind", "seq", "--out", str(tmp_path / "s"), "--virtual"]) == 0
+    assert "virtual: no image copied" in capsys.readouterr().out
     index = pq.read_table(index_path).to_pandas()
     assert index["shard"].str.startswith(str(dataset)).all() and json.loads(
         (tmp_path / "s" / "stream.json").read_text())["num_samples"] == 24

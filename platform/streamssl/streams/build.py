@@ -19,6 +19,7 @@ from streamssl.streams.plan import order_keys, plan_sha256, plan_stream
 from streamssl.streams.virtual import virtual_index
 
 DEFAULT_SHARD_SIZE = 5000
+INDEX_ROW_GROUP = 16384
 
 
 def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class=None,
@@ -71,7 +72,8 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         init_ray(address=address)  # only now: argument errors above must not wait for Ray
         index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
     with fsio.atomic_path(fsio.join(out_dir, "index.parquet")) as tmp:
-        pq.write_table(index, tmp)
+        # small row groups: a virtual stream's read task reads its own index rows
+        pq.write_table(index, tmp, row_group_size=INDEX_ROW_GROUP if virtual else None)
     summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
                            label_column=label_column, classes_per_segment=classes_per_segment,
                            shard_size=0 if virtual else shard_size, args=args or {})

@@ -82,7 +82,7 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
     if is_virtual(info):
-        chunks = virtual_chunks(stream_dir, split.rows(), chunk_bytes, MAX_READ_TASKS, align=block)
+        chunks = virtual_chunks(stream_dir, split, chunk_bytes, MAX_READ_TASKS)
     else:
         chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
     set_data_context()
@@ -113,6 +113,10 @@ class ReadChunk:
     @property
     def num_bytes(self) -> int:
         return sum(stop - start for _, start, stop in self.ranges)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.positions)
 
     @property
     def paths(self) -> list[str]:
@@ -168,7 +172,7 @@ class _StreamDatasource(Datasource):
 
     def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
         return [ReadTask(partial(_read_chunk, chunk, self._size),
-                         BlockMetadata(num_rows=len(chunk.positions), size_bytes=chunk.num_bytes,
+                         BlockMetadata(num_rows=chunk.num_rows, size_bytes=chunk.num_bytes,
                                        input_files=chunk.paths, exec_stats=None))
                 for chunk in self._chunks]
 

@@ -43,6 +43,11 @@ class RankSplit:
         starts = (np.arange(self.blocks_per_rank, dtype=np.int64) * self.world_size + self.rank) * self.block
         return (starts[:, None] + np.arange(self.block, dtype=np.int64)).ravel()
 
+    def rows_between(self, lo: int, hi: int) -> np.ndarray:
+        """This rank's rows in [lo, hi): `rows()` restricted, without building all of it."""
+        rows = np.arange(lo, min(hi, self.remainder[0]), dtype=np.int64)
+        return rows[(rows // self.block) % self.world_size == self.rank]
+
 
 def rank_split(num_rows: int, rank: int = 0, world_size: int = 1, block: int = 1) -> RankSplit:
     """Split `num_rows` stream rows for `rank` of `world_size` in blocks of `block` rows.

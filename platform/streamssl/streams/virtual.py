@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from streamssl import fsio
 from streamssl.streams.decode import IMAGE_EXTS, decode_batch
-from streamssl.streams.split import chunk_ids
+from streamssl.streams.split import RankSplit, chunk_ids
 from streamssl.streams.tario import split_samples
 
 MAX_GAP_BYTES = 256 << 10  # bytes of other samples between two wanted ones: read through, don't seek
@@ -67,49 +67,70 @@ def virtual_index(manifest_path: str, plan: np.ndarray, root: str, label_column:
 
 @dataclass(frozen=True)
 class VirtualChunk:
-    """One read task of a virtual stream: B samples in stream order and where their bytes lie."""
+    """One read task of a virtual stream: the rank's rows among index rows [lo, hi).
 
-    stream_dir: str  # names a bad sample's key (looked up only then)
-    paths: list[str]  # the source shards this chunk reads
-    shard: np.ndarray  # (B,) int32 index into paths
-    offset: np.ndarray  # (B,) int64
-    nbytes: np.ndarray  # (B,) int64
-    ext: np.ndarray  # (B,) int index into ext_names: the image member's suffix
-    ext_names: list[str]
-    positions: np.ndarray  # (B,) int64, increasing
-    labels: np.ndarray  # (B,) int64
+    The task reads those index rows itself (a row group or two): at ImageNet-21K size a stream has
+    ~20,000 read tasks, all serialized into the object store before the first one runs, so each
+    carries a few integers rather than its rows' byte ranges.
+    """
+
+    stream_dir: str
+    lo: int
+    hi: int
+    split: RankSplit
+    num_rows: int
+    num_bytes: int
 
     @property
-    def num_bytes(self) -> int:
-        return int(self.nbytes.sum())
+    def paths(self) -> list[str]:
+        return []  # known only once the task reads its index rows
 
     def decode(self, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
         """The chunk's rows decoded (`decode_batch`'s batch), in stream order."""
-        ranges, which = coalesce(self.shard, self.offset, self.nbytes)
-        buffers = [_read_range(self.paths[s], start, stop) for s, start, stop in ranges]
+        rows = _index_rows(self.stream_dir, self.lo, self.hi, self.split.rows_between(self.lo, self.hi))
+        ranges, which = coalesce(rows["shard"], rows["offset"], rows["nbytes"])
+        buffers = [_read_range(rows["paths"][s], start, stop) for s, start, stop in ranges]
         keys, members, reasons = [], [], []
-        for i in range(len(self.positions)):
-            key, sample, reason = self._sample(i, ranges[which[i]], buffers[which[i]])
+        for i in range(len(rows["pos"])):
+            key, sample, reason = _sample(rows, i, ranges[which[i]], buffers[which[i]])
             keys.append(key)
             members.append(sample)
             reasons.append(reason)
         if any(reasons):
-            keys = _fill_keys(self.stream_dir, self.positions, keys)
-        return decode_batch(members, keys, self.labels, self.positions, size, reasons=reasons)
+            keys = _fill_keys(self.stream_dir, rows["pos"], keys)
+        return decode_batch(members, keys, rows["label"], rows["pos"], size, reasons=reasons)
 
-    def _sample(self, i: int, span: list, buf: bytes | str) -> tuple[str, dict | None, str]:
-        """(key, {ext: image bytes}, "") or ("", None, why not) for sample i."""
-        where = f"{self.paths[span[0]]} at byte {self.offset[i]}"
-        if isinstance(buf, str):
-            return "", None, f"{where}: {buf}"
-        at = int(self.offset[i] - span[1])
-        data = memoryview(buf)[at:at + int(self.nbytes[i])]
-        try:
-            if len(data) != self.nbytes[i]:
-                raise ValueError(f"truncated: {len(data)} of {self.nbytes[i]} bytes")
-            return (*_image_member(split_samples(data), self.ext_names[self.ext[i]]), "")
-        except ValueError as err:
-            return "", None, f"{where}: {err}"
+
+def _index_rows(stream_dir: str, lo: int, hi: int, wanted: np.ndarray) -> dict:
+    """Index rows `wanted` (within [lo, hi)) as arrays: pos, label, shard (codes into paths),
+    offset, nbytes, ext (names); read from the row groups that hold [lo, hi) only."""
+    index = fsio.parquet_file(fsio.join(stream_dir, "index.parquet"))
+    sizes = [index.metadata.row_group(g).num_rows for g in range(index.metadata.num_row_groups)]
+    first = np.r_[0, np.cumsum(sizes)]
+    groups = list(range(int(np.searchsorted(first, lo, "right")) - 1, int(np.searchsorted(first, hi, "left"))))
+    table = index.read_row_groups(groups, columns=["pos", "label", "shard", "offset", "nbytes", "ext"])
+    table = table.slice(lo - int(first[groups[0]]), hi - lo).take(pa.array(wanted - lo))
+    shard = table["shard"].combine_chunks()
+    shard = shard if pa.types.is_dictionary(shard.type) else shard.dictionary_encode()
+    return {"pos": table["pos"].to_numpy(), "label": table["label"].to_numpy(),
+            "shard": shard.indices.to_numpy(), "paths": shard.dictionary.to_pylist(),
+            "offset": table["offset"].to_numpy(), "nbytes": table["nbytes"].to_numpy(),
+            "ext": table["ext"].cast(pa.string()).to_pylist()}
+
+
+def _sample(rows: dict, i: int, span: list, buf: bytes | str) -> tuple[str, dict | None, str]:
+    """(key, {ext: image bytes}, "") or ("", None, why not) for sample i of `_index_rows`."""
+    offset, nbytes = int(rows["offset"][i]), int(rows["nbytes"][i])
+    where = f"{rows['paths'][span[0]]} at byte {offset}"
+    if isinstance(buf, str):
+        return "", None, f"{where}: {buf}"
+    data = memoryview(buf)[offset - span[1]:offset - span[1] + nbytes]
+    try:
+        if len(data) != nbytes:
+            raise ValueError(f"truncated: {len(data)} of {nbytes} bytes")
+        return (*_image_member(split_samples(data), rows["ext"][i]), "")
+    except ValueError as err:
+        return "", None, f"{where}: {err}"
 
 
 def _image_member(samples: list[tuple[str, dict[str, bytes]]], ext: str) -> tuple[str, dict[str, bytes]]:
@@ -162,26 +183,16 @@ def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[
     return [k or found.get(int(p), "") for p, k in zip(positions, keys)]
 
 
-def virtual_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int, max_tasks: int,
-                   align: int = 1) -> list[VirtualChunk]:
-    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` source bytes each,
-    cut only between runs of `align` rows (`split.chunk_ids`)."""
+def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int) -> list[VirtualChunk]:
+    """Cut a rank's rows into read tasks of about `chunk_bytes` source bytes each, cut only between
+    runs of `split.block` rows (`split.chunk_ids`)."""
+    rows = split.rows()
     if len(rows) == 0:
         return []
-    index = fsio.read_table(fsio.join(stream_dir, "index.parquet"),
-                            columns=["pos", "label", "shard", "offset", "nbytes", "ext"],
-                            read_dictionary=["shard", "ext"]).unify_dictionaries().combine_chunks()
-    shard, ext = index["shard"].combine_chunks(), index["ext"].combine_chunks()
-    codes, exts = shard.indices.to_numpy()[rows], ext.indices.to_numpy()[rows]
-    names, ext_names = shard.dictionary.to_pylist(), ext.dictionary.to_pylist()
-    pos, label = index["pos"].to_numpy()[rows], index["label"].to_numpy()[rows]
-    offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
+    nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"].to_numpy()[rows]
     chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // max_tasks + 1)
-    chunk = chunk_ids(nbytes, chunk_bytes, align)
-    bounds = [*np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(rows)]
-    out = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        used, local = np.unique(codes[a:b], return_inverse=True)
-        out.append(VirtualChunk(stream_dir, [names[u] for u in used], local.astype(np.int32), offset[a:b],
-                                nbytes[a:b], exts[a:b], ext_names, pos[a:b], label[a:b]))
-    return out
+    chunk = chunk_ids(nbytes, chunk_bytes, split.block)
+    bounds = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(rows)]
+    task_bytes = np.add.reduceat(nbytes, bounds[:-1])
+    return [VirtualChunk(stream_dir, int(rows[a]), int(rows[b - 1]) + 1, split, int(b - a), int(n))
+            for a, b, n in zip(bounds[:-1], bounds[1:], task_bytes)]
