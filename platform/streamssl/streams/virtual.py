@@ -109,7 +109,7 @@ def _index_rows(stream_dir: str, lo: int, hi: int, wanted: np.ndarray) -> dict:
     first = np.r_[0, np.cumsum(sizes)]
     groups = list(range(int(np.searchsorted(first, lo, "right")) - 1, int(np.searchsorted(first, hi, "left"))))
     table = index.read_row_groups(groups, columns=["pos", "label", "shard", "offset", "nbytes", "ext"])
-    table = table.slice(lo - int(first[groups[0]]), hi - lo).take(pa.array(wanted - lo))
+    table = table.slice(lo - int(first[groups[0]]), hi - lo).take(pa.array(wanted - lo)).unify_dictionaries()
     shard = table["shard"].combine_chunks()
     shard = shard if pa.types.is_dictionary(shard.type) else shard.dictionary_encode()
     return {"pos": table["pos"].to_numpy(), "label": table["label"].to_numpy(),
