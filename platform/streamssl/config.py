@@ -38,6 +38,7 @@ class StreamConfig:
     classes_per_segment: int = 1
     order_by: str | None = None
     seed: int | None = None  # default: the run's seed
+    virtual: bool = False  # index only: read samples from the dataset's shards by byte range (no copy)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ def _stream(config: RunConfig) -> None:
     require(bool(s.label_column), "stream.label_column: must name a manifest column")
     in_range("stream.classes_per_segment", s.classes_per_segment, 1)
     in_range("stream.seed", s.seed, 0, none_ok=True)
+    require(isinstance(s.virtual, bool), f"stream.virtual: true or false, got {s.virtual!r}")
     if s.kind == "custom":
         require(s.order_by is not None, "stream.order_by: stream.kind custom needs a column to order by")
         with renamed({"order_by": "stream.order_by"}):

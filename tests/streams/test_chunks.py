@@ -57,3 +57,14 @@ def test_ranks_read_only_near_their_own_bytes(tmp_path):
         chunks = read_chunks(str(tmp_path), rows, chunk_bytes=1 << 30)
         assert np.array_equal(np.concatenate([c.positions for c in chunks]), rows)
         assert sum(c.num_bytes for c in chunks) == len(rows) * (300 << 10)  # no other rank's bytes
+
+
+def test_chunks_cut_only_between_runs_of_the_batch_size(tmp_path):
+    from streamssl.streams.split import chunk_ids
+
+    assert chunk_ids(np.full(10, 100), 250).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert chunk_ids(np.full(10, 100), 250, align=4).tolist() == [0] * 4 + [1] * 4 + [3] * 2  # ids may skip
+    rows = rank_split(100, 1, 2, 7).rows()  # runs of 7 rows, every other one
+    chunks = read_chunks(str(write_index(tmp_path)), rows, chunk_bytes=10_000, align=7)
+    assert len(chunks) > 1 and all(len(c.positions) % 7 == 0 for c in chunks)
+    assert np.array_equal(np.concatenate([c.positions for c in chunks]), rows)

@@ -10,7 +10,7 @@ from streamssl.streams.plan import KINDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stream", help="plan and materialize a stream (iid, seq, seq-bl, seq-im, custom)",
+    p = sub.add_parser("stream", help="plan and materialize (--virtual: only index) a stream (iid, seq, seq-bl, ...)",
                        description=__doc__.splitlines()[0])
     p.add_argument("dataset_dir", metavar="DATASET_DIR", help="a `streamssl prepare` output folder")
     p.add_argument("--kind", required=True, help="iid | seq | seq-bl | seq-im | custom")
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="STREAM_DIR")
     p.add_argument("--shard-size", type=positive_int, default=5000, help="samples per stream shard")
     p.add_argument("--strict", action="store_true", help="stop at the first bad sample")
+    p.add_argument("--virtual", action="store_true",
+                   help="write only the plan (index.parquet, stream.json); reads fetch each sample's bytes "
+                        "from the dataset's shards by byte range (fast local or low-latency storage)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
     p.set_defaults(func=run)
 
@@ -67,6 +70,6 @@ def run(args: argparse.Namespace) -> int:
                      class_order=args.class_order, label_column=args.label_column,
                      classes_per_segment=args.classes_per_segment, order_by=args.order_by, seed=args.seed,
                      shard_size=args.shard_size, strict=args.strict, args=recorded,
-                     address=args.address)
+                     address=args.address, virtual=args.virtual)
     print(summarize_stream(args.out))
     return 0

@@ -104,7 +104,8 @@ def stream_args(config: RunConfig) -> dict:
 
 
 def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
-    """The materialized stream dir for this config and dataset content, built on first use."""
+    """The stream dir for this config and dataset content, built on first use (materialized, or
+    only indexed under `stream.virtual`)."""
     from streamssl.errors import renamed
     from streamssl.ingest.columns import columns_sha256
     from streamssl.ingest.dataset import dataset_identity
@@ -118,9 +119,12 @@ def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
     if args["order_by"]:
         key["score_sha256"] = ensure_scored(dataset_dir, args["order_by"])
         key["columns_sha256"] = columns_sha256(dataset_dir, args["order_by"])  # `streamssl columns` values
+    if config.stream.virtual:  # only when set: materialized streams keep their cache folders
+        key["virtual"] = True
     out = dataset_dir / "streams" / f"{args['kind']}-{digest(key)}"
     if not (out / "stream.json").exists():
-        log.info("materializing the %s stream into %s", args["kind"], out)
+        log.info("%s the %s stream into %s", "indexing" if config.stream.virtual else "materializing",
+                 args["kind"], out)
         with renamed(stream_key):  # the planner names its arguments; here they are stream.* keys
-            build_stream(str(dataset_dir), str(out), **args)
+            build_stream(str(dataset_dir), str(out), **args, virtual=config.stream.virtual)
     return out

@@ -14,18 +14,20 @@ import pyarrow.parquet as pq
 from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ray_setup import init_ray
-from streamssl.streams.materialize import materialize, planned_table
+from streamssl.streams.materialize import materialize, planned_table, remove_outputs
 from streamssl.streams.plan import order_keys, plan_sha256, plan_stream
+from streamssl.streams.virtual import virtual_index
 
 DEFAULT_SHARD_SIZE = 5000
+INDEX_ROW_GROUP = 16384
 
 
 def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class=None,
                  blend_ratio: float = 0.5, class_order=None, label_column: str = "label",
                  classes_per_segment: int = 1, order_by: str | None = None, seed: int = 0,
                  shard_size: int = DEFAULT_SHARD_SIZE, strict: bool = False, progress: bool = True,
-                 args: dict | None = None, address: str | None = None) -> dict:
-    """Plan a stream over a prepared dataset and materialize it into `out_dir`.
+                 args: dict | None = None, address: str | None = None, virtual: bool = False) -> dict:
+    """Plan a stream over a prepared dataset and materialize it into `out_dir` (or only index it).
 
     Args:
         dataset_dir: a `streamssl prepare` output folder.
@@ -39,6 +41,8 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         strict: stop at the first bad sample.
         args: the command line's arguments, recorded in stream.json.
         address: Ray cluster to join (default: the running Ray, else a local one).
+        virtual: write only index.parquet and stream.json, pointing into the dataset's shards
+            (`streams.virtual`); no Ray, no image bytes copied.
 
     Returns:
         The stream.json dict.
@@ -50,7 +54,7 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     # Ray workers may run in another working directory: they get absolute paths
     dataset_dir, out_dir = os.path.abspath(dataset_dir), os.path.abspath(out_dir)
     info = load_dataset_info(dataset_dir)
-    manifest = read_manifest(dataset_dir)
+    manifest = read_manifest(dataset_dir, columns=_plan_columns(dataset_dir, order_by) if virtual else None)
     labels = _label_column(manifest, label_column)
     names = (label_info(info, label_column) or {}).get("class_names")
     if kind != "custom" and order_by is not None:
@@ -60,14 +64,20 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
                        classes_per_segment=classes_per_segment,
                        order_by=None if order_by is None else _order_column(manifest, order_by))
     root = shard_root(dataset_dir, info)
-    table = planned_table(manifest, plan, root, label_column)
-    init_ray(address=address)  # only now: argument errors above must not wait for Ray
-    index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
+    if virtual:
+        _remove_stream(out_dir)
+        index, skipped = virtual_index(fsio.join(dataset_dir, "manifest.parquet"), plan, str(root), label_column), []
+    else:
+        table = planned_table(manifest, plan, root, label_column)
+        init_ray(address=address)  # only now: argument errors above must not wait for Ray
+        index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
     with fsio.atomic_path(fsio.join(out_dir, "index.parquet")) as tmp:
-        pq.write_table(index, tmp)
+        # small row groups: a virtual stream's read task reads its own index rows
+        pq.write_table(index, tmp, row_group_size=INDEX_ROW_GROUP if virtual else None)
     summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
                            label_column=label_column, classes_per_segment=classes_per_segment,
-                           shard_size=shard_size, args=args or {})
+                           shard_size=0 if virtual else shard_size, args=args or {})
+    summary["virtual"] = virtual
     # whole or absent: a run's stream cache takes a folder with stream.json as finished
     fsio.write_text(fsio.join(out_dir, "stream.json"), json.dumps(summary, indent=1))
     if skipped:
@@ -75,6 +85,22 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         print(f"warning: skipped {len(skipped)} bad sample(s), first {first['shard']} key {first['key']}: "
               f"{first['reason']} (all listed in {out_dir}/stream.json)", file=sys.stderr)
     return summary
+
+
+def _plan_columns(dataset_dir: str, order_by: str | None) -> list[str]:
+    """The manifest columns planning reads: label columns and the order_by columns. At ImageNet-21K
+    size the per-sample strings (keys, shard names) would cost seconds and gigabytes in pandas."""
+    from streamssl.streams.plan import parse_order_keys
+
+    named = {name for name, _ in parse_order_keys(order_by)} if order_by else set()
+    return [c for c in fsio.parquet_columns(fsio.join(dataset_dir, "manifest.parquet"))
+            if c in named or c == "label" or c.endswith("_label")]
+
+
+def _remove_stream(out_dir: str) -> None:
+    """An empty or earlier-stream folder made ready for a virtual stream (never a dataset)."""
+    fsio.makedirs(out_dir)
+    remove_outputs(out_dir)
 
 
 def _label_column(manifest: pd.DataFrame, name: str) -> np.ndarray:
@@ -133,5 +159,5 @@ def _stream_json(index, skipped, names, *, plan, kind, seed, dataset_dir, label_
         "class_order": [int(c) for c in classes[order]],
         "class_counts": [int(c) for c in counts[order]],
         "class_names": names, "plan_sha256": plan_sha256(plan), "shard_size": shard_size,
-        "num_shards": -(-len(plan) // shard_size), "skipped": skipped,
+        "num_shards": -(-len(plan) // shard_size) if shard_size else 0, "skipped": skipped,
     }

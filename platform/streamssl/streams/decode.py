@@ -51,18 +51,34 @@ def decode_samples(buffers: list[tuple[str, bytes]], positions: np.ndarray,
     """
     found = _find(buffers, positions)
     keys, labels = _keys_and_labels(found)
-    images, reasons = [], []
-    for _, _, members in found:
+    return decode_batch([members for _, _, members in found], keys, labels, positions, size, strict=strict,
+                        where=[path for path, _, _ in found])
+
+
+def decode_batch(members: list[dict | None], keys: list[str], labels: np.ndarray, positions: np.ndarray,
+                 size: tuple[int, int] | None = None, *, reasons: list[str] | None = None,
+                 strict: bool = False, where: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Decode one batch of samples, given each one's tar members (`decode_samples`' rows).
+
+    Args:
+        members: per sample {suffix: data} with its image member; None: the sample's bytes were
+            unusable and `reasons` says why (the row gets a zero image).
+        keys, labels, positions: the rows' key, label and stream position.
+        reasons: per sample "" or why its bytes were unusable (default: all usable).
+        where: per sample the file named by a --strict error.
+    """
+    reasons = list(reasons) if reasons is not None else [""] * len(members)
+    images = []
+    for i, sample in enumerate(members):
         try:
-            images.append(_jpeg_header(members, size) or _open_image(members, size))
-            reasons.append("")
+            images.append(None if sample is None else _jpeg_header(sample, size) or _open_image(sample, size))
         except Exception as err:  # noqa: BLE001 (any decoder failure is the sample's, not the run's)
             images.append(None)
-            reasons.append(decode_failure(err))
+            reasons[i] = decode_failure(err)
     batch = _decode_all(images, reasons, size)
     if strict and any(reasons):
         i = next(i for i, r in enumerate(reasons) if r)
-        raise DataError(f"{found[i][0]}, key {keys[i]}: {reasons[i]} (--strict)")
+        raise DataError(f"{(where or ['stream'] * len(keys))[i]}, key {keys[i]}: {reasons[i]} (--strict)")
     return {"key": np.array(keys, dtype=object), "pos": positions.astype(np.int64), "label": labels,
             "image": batch, "skip": np.array(reasons, dtype=object)}
 

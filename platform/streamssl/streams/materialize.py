@@ -151,7 +151,7 @@ def materialize(table: pa.Table, out_dir: str, *, shard_size: int, strict: bool,
     if shard_size < 1:
         raise ConfigError(f"--shard-size: {shard_size} must be >= 1")
     fsio.makedirs(out_dir)
-    _remove_outputs(out_dir)
+    remove_outputs(out_dir)
     plan_path = fsio.join(out_dir, _PLAN_FILE)
     with fsio.atomic_path(plan_path) as tmp:
         pq.write_table(table, tmp, row_group_size=shard_size)
@@ -169,7 +169,8 @@ def materialize(table: pa.Table, out_dir: str, *, shard_size: int, strict: bool,
     return _index(table, pa.concat_tables(results), shard_size)
 
 
-def _remove_outputs(out_dir: str) -> None:
+def remove_outputs(out_dir: str) -> None:
+    """Clear an earlier stream's files from `out_dir`; refuse a prepared dataset's folder."""
     if fsio.exists(fsio.join(out_dir, "dataset.json")):
         raise ConfigError(f"--out: {out_dir} holds a prepared dataset; choose another folder")
     for name in fsio.listdir(out_dir):

@@ -27,7 +27,8 @@ from streamssl.errors import ConfigError, DataError
 from streamssl.ray_setup import set_data_context
 from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
-from streamssl.streams.split import RankSplit, rank_split, unused_message
+from streamssl.streams.split import RankSplit, chunk_ids, rank_split, unused_message
+from streamssl.streams.virtual import is_virtual, virtual_chunks
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def rank_num_samples(stream_dir: str, rank: int = 0, world_size: int = 1, block:
 def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: int = 1,
                 size: int | tuple[int, int] | None = None, chunk_bytes: int = CHUNK_BYTES,
                 concurrency: int | None = None, num_cpus: float | None = None):
-    """A rank's share of a stream as an ordered Ray Dataset.
+    """A rank's share of a stream (materialized or virtual) as an ordered Ray Dataset.
 
     Args:
         stream_dir: a `streamssl stream` output directory.
@@ -58,7 +59,10 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
             remainder of fewer than world_size full blocks, with a warning saying how many samples
             and why (see `streams.split`).
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
-        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count).
+        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count),
+            each task one Ray block holding whole runs of `block` rows, so `iter_batches(batch_size=
+            block)` slices batches out of blocks without copying; a virtual stream's task reads
+            its samples from the source shards (`streams.virtual`).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
         num_cpus: logical CPUs each read task asks for (default Ray Data's 1). Inside Ray Train
             a fraction keeps reads schedulable next to workers and other trials' placement
@@ -72,11 +76,15 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
         its image is then zeros: drop the row, see `streamssl.train.skips`), in increasing `pos`.
         Rows are never dropped here, so stream batches keep their boundaries on every rank.
     """
-    split = stream_split(stream_dir, rank, world_size, block)
-    unused = unused_message(int(stream_info(stream_dir)["num_samples"]), world_size, block)
+    info = stream_info(stream_dir)
+    split = rank_split(int(info["num_samples"]), rank, world_size, block)
+    unused = unused_message(int(info["num_samples"]), world_size, block)
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
-    chunks = read_chunks(stream_dir, split.rows(), chunk_bytes)
+    if is_virtual(info):
+        chunks = virtual_chunks(stream_dir, split, chunk_bytes, MAX_READ_TASKS)
+    else:
+        chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
     set_data_context()
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
                                     num_cpus=num_cpus)
@@ -106,9 +114,26 @@ class ReadChunk:
     def num_bytes(self) -> int:
         return sum(stop - start for _, start, stop in self.ranges)
 
+    @property
+    def num_rows(self) -> int:
+        return len(self.positions)
 
-def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> list[ReadChunk]:
-    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each."""
+    @property
+    def paths(self) -> list[str]:
+        return sorted({r[0] for r in self.ranges})
+
+    def decode(self, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+        buffers = []
+        for path, start, stop in self.ranges:
+            with fsio.open_input(path) as f:
+                f.seek(start)
+                buffers.append((path, f.read(stop - start)))
+        return decode_samples(buffers, self.positions, size)
+
+
+def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTES, align: int = 1) -> list[ReadChunk]:
+    """Cut a rank's rows (increasing) into read tasks of about `chunk_bytes` encoded bytes each,
+    cut only between runs of `align` rows (`split.chunk_ids`)."""
     if len(rows) == 0:
         return []
     index = fsio.read_table(fsio.join(stream_dir, "index.parquet"),
@@ -117,7 +142,7 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
     codes, pos = shard.indices.to_numpy()[rows], index["pos"].to_numpy()[rows]
     offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
     chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // MAX_READ_TASKS + 1)
-    chunk = (np.cumsum(nbytes) - nbytes) // chunk_bytes  # (R,) chunk of each row
+    chunk = chunk_ids(nbytes, chunk_bytes, align)
     new_chunk = np.r_[True, chunk[1:] != chunk[:-1]]
     gap = offset[1:] - (offset[:-1] + nbytes[:-1])
     new_range = new_chunk | np.r_[True, (codes[1:] != codes[:-1]) | (gap < 0) | (gap > MAX_GAP_BYTES)]
@@ -138,7 +163,7 @@ class _StreamDatasource(Datasource):
     a task until they reach `target_max_block_size`, and splitting large blocks is zero-copy.
     """
 
-    def __init__(self, chunks: list[ReadChunk], size: tuple[int, int] | None):
+    def __init__(self, chunks: list, size: tuple[int, int] | None):
         super().__init__()
         self._chunks, self._size = chunks, size
 
@@ -147,22 +172,16 @@ class _StreamDatasource(Datasource):
 
     def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None) -> list[ReadTask]:
         return [ReadTask(partial(_read_chunk, chunk, self._size),
-                         BlockMetadata(num_rows=len(chunk.positions), size_bytes=chunk.num_bytes,
-                                       input_files=sorted({r[0] for r in chunk.ranges}), exec_stats=None))
+                         BlockMetadata(num_rows=chunk.num_rows, size_bytes=chunk.num_bytes,
+                                       input_files=chunk.paths, exec_stats=None))
                 for chunk in self._chunks]
 
     def get_name(self) -> str:
         return "ReadStream"
 
 
-def _read_chunk(chunk: ReadChunk, size) -> Iterator[pa.Table]:
-    buffers = []
-    for path, start, stop in chunk.ranges:
-        with fsio.open_input(path) as f:
-            f.seek(start)
-            buffers.append((path, f.read(stop - start)))
-    batch = decode_samples(buffers, chunk.positions, size)
-    yield _to_block(batch)
+def _read_chunk(chunk, size) -> Iterator[pa.Table]:
+    yield _to_block(chunk.decode(size))
 
 
 def _to_block(batch: dict[str, np.ndarray]) -> pa.Table:

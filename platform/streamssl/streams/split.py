@@ -43,6 +43,11 @@ class RankSplit:
         starts = (np.arange(self.blocks_per_rank, dtype=np.int64) * self.world_size + self.rank) * self.block
         return (starts[:, None] + np.arange(self.block, dtype=np.int64)).ravel()
 
+    def rows_between(self, lo: int, hi: int) -> np.ndarray:
+        """This rank's rows in [lo, hi): `rows()` restricted, without building all of it."""
+        rows = np.arange(lo, min(hi, self.remainder[0]), dtype=np.int64)
+        return rows[(rows // self.block) % self.world_size == self.rank]
+
 
 def rank_split(num_rows: int, rank: int = 0, world_size: int = 1, block: int = 1) -> RankSplit:
     """Split `num_rows` stream rows for `rank` of `world_size` in blocks of `block` rows.
@@ -72,3 +77,16 @@ def unused_message(num_rows: int, world_size: int, block: int) -> str | None:
             f"take batches of {block} samples in turns and must all train on the same number of batches, so "
             f"only whole rounds of {world_size} x {block} = {world_size * block} samples are used "
             f"(a stream length divisible by {world_size * block}, or one worker, uses every sample)")
+
+
+def chunk_ids(nbytes: np.ndarray, chunk_bytes: int, align: int = 1) -> np.ndarray:
+    """(R,) the read task of each of a rank's rows: about `chunk_bytes` encoded bytes per task, cut
+    only between runs of `align` rows.
+
+    With `align` = the split's block (= the consumer's batch size), every stream batch lies inside
+    one Ray block, so Ray's batcher hands it out as a zero-copy slice instead of concatenating
+    (copying) the tails of two blocks.
+    """
+    run = np.arange(len(nbytes)) // max(align, 1)
+    run_bytes = np.bincount(run, weights=nbytes)
+    return ((np.cumsum(run_bytes) - run_bytes) // chunk_bytes).astype(np.int64)[run]

@@ -68,6 +68,8 @@ def summarize_stream(stream_dir: str) -> str:
                          f"{stats['max_distance']:,} positions of a boundary; swapped right at a "
                          f"boundary: {stats['edge_rate']:.0%}")
     lines.append(f"  skipped: {len(info.get('skipped', []))}")
+    if info.get("virtual"):
+        lines.append(f"  virtual: no image copied; reads fetch byte ranges from the shards of {info['dataset_dir']}")
     return "\n".join(lines)
 
 

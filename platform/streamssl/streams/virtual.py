@@ -1,0 +1,198 @@
+"""Virtual (zero-copy) streams: the plan points into the dataset's own shards; no image is copied.
+
+A virtual stream folder holds only `index.parquet` and `stream.json` (`"virtual": true`). Its
+index rows are the stream's rows in stream order, and each names the source shard (`shard`, an
+absolute path or URI), the sample's byte range there (`offset`, `nbytes`, as in the dataset's
+manifest) and its image member (`ext`). A read task takes a run of stream positions, sorts their
+ranges by (shard, offset), coalesces neighbours (reading small gaps through rather than seeking),
+reads each coalesced range once and hands the samples back in stream order. Rows, rank split and
+decoded pixels are those of the materialized stream of the same plan (the same bytes go through the
+same decoder); only a sample whose bytes are unusable differs: materializing drops it from the
+index, a virtual read keeps its row with a `skip` reason (the consumer drops and records it).
+
+Materialize instead when random access is slow or costly (object storage with high per-request
+latency, network disks, tape-like archives, a stream read many times): a materialized stream is
+a sequential scan, a virtual one a range read per coalesced run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from streamssl import fsio
+from streamssl.streams.decode import IMAGE_EXTS, decode_batch
+from streamssl.streams.split import RankSplit, chunk_ids
+from streamssl.streams.tario import split_samples
+
+MAX_GAP_BYTES = 256 << 10  # bytes of other samples between two wanted ones: read through, don't seek
+_IDENTIFIERS = ("key", "shard", "offset", "nbytes", "ext")
+
+
+def is_virtual(info: dict) -> bool:
+    """Whether a stream.json describes a virtual stream."""
+    return bool(info.get("virtual"))
+
+
+def virtual_index(manifest_path: str, plan: np.ndarray, root: str, label_column: str) -> pa.Table:
+    """The index of a virtual stream: the plan's manifest rows in stream order.
+
+    Columns: pos, key, label (the stream's label), dataset_label, the manifest's other integer
+    `*_label` columns, shard (absolute source shard), offset, nbytes, ext. Read with Arrow, not
+    pandas: at ImageNet-21K size (13M keys) Python strings would cost seconds and gigabytes.
+    """
+    schema = fsio.parquet_file(manifest_path).schema_arrow
+    extra = [f.name for f in schema if f.name.endswith("_label") and f.name not in ("label", "dataset_label")
+             and pa.types.is_integer(f.type)]
+    wanted = list(dict.fromkeys([*_IDENTIFIERS, "label", label_column, *extra]))
+    table = fsio.read_table(manifest_path, columns=wanted, read_dictionary=["shard", "ext"])
+    table = table.unify_dictionaries().combine_chunks().take(pa.array(plan))
+    shard = table["shard"].combine_chunks()
+    names = [fsio.join(root, name) for name in shard.dictionary.to_pylist()]
+    columns = {
+        "pos": pa.array(np.arange(len(plan), dtype=np.int64)),
+        "key": table["key"],
+        "label": table[label_column].cast(pa.int64()),
+        "dataset_label": table["label"].cast(pa.int64()),
+        **{c: table[c].cast(pa.int64()) for c in extra if c != label_column},
+        "shard": pa.DictionaryArray.from_arrays(shard.indices, pa.array(names, pa.string())),
+        "offset": table["offset"].cast(pa.int64()),
+        "nbytes": table["nbytes"].cast(pa.int64()),
+        "ext": table["ext"],
+    }
+    return pa.table(columns)
+
+
+@dataclass(frozen=True)
+class VirtualChunk:
+    """One read task of a virtual stream: the rank's rows among index rows [lo, hi).
+
+    The task reads those index rows itself (a row group or two): at ImageNet-21K size a stream has
+    ~20,000 read tasks, all serialized into the object store before the first one runs, so each
+    carries a few integers rather than its rows' byte ranges.
+    """
+
+    stream_dir: str
+    lo: int
+    hi: int
+    split: RankSplit
+    num_rows: int
+    num_bytes: int
+
+    @property
+    def paths(self) -> list[str]:
+        return []  # known only once the task reads its index rows
+
+    def decode(self, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+        """The chunk's rows decoded (`decode_batch`'s batch), in stream order."""
+        rows = _index_rows(self.stream_dir, self.lo, self.hi, self.split.rows_between(self.lo, self.hi))
+        ranges, which = coalesce(rows["shard"], rows["offset"], rows["nbytes"])
+        buffers = [_read_range(rows["paths"][s], start, stop) for s, start, stop in ranges]
+        keys, members, reasons = [], [], []
+        for i in range(len(rows["pos"])):
+            key, sample, reason = _sample(rows, i, ranges[which[i]], buffers[which[i]])
+            keys.append(key)
+            members.append(sample)
+            reasons.append(reason)
+        if any(reasons):
+            keys = _fill_keys(self.stream_dir, rows["pos"], keys)
+        return decode_batch(members, keys, rows["label"], rows["pos"], size, reasons=reasons)
+
+
+def _index_rows(stream_dir: str, lo: int, hi: int, wanted: np.ndarray) -> dict:
+    """Index rows `wanted` (within [lo, hi)) as arrays: pos, label, shard (codes into paths),
+    offset, nbytes, ext (names); read from the row groups that hold [lo, hi) only."""
+    index = fsio.parquet_file(fsio.join(stream_dir, "index.parquet"))
+    sizes = [index.metadata.row_group(g).num_rows for g in range(index.metadata.num_row_groups)]
+    first = np.r_[0, np.cumsum(sizes)]
+    groups = list(range(int(np.searchsorted(first, lo, "right")) - 1, int(np.searchsorted(first, hi, "left"))))
+    table = index.read_row_groups(groups, columns=["pos", "label", "shard", "offset", "nbytes", "ext"])
+    table = table.slice(lo - int(first[groups[0]]), hi - lo).take(pa.array(wanted - lo)).unify_dictionaries()
+    shard = table["shard"].combine_chunks()
+    shard = shard if pa.types.is_dictionary(shard.type) else shard.dictionary_encode()
+    return {"pos": table["pos"].to_numpy(), "label": table["label"].to_numpy(),
+            "shard": shard.indices.to_numpy(), "paths": shard.dictionary.to_pylist(),
+            "offset": table["offset"].to_numpy(), "nbytes": table["nbytes"].to_numpy(),
+            "ext": table["ext"].cast(pa.string()).to_pylist()}
+
+
+def _sample(rows: dict, i: int, span: list, buf: bytes | str) -> tuple[str, dict | None, str]:
+    """(key, {ext: image bytes}, "") or ("", None, why not) for sample i of `_index_rows`."""
+    offset, nbytes = int(rows["offset"][i]), int(rows["nbytes"][i])
+    where = f"{rows['paths'][span[0]]} at byte {offset}"
+    if isinstance(buf, str):
+        return "", None, f"{where}: {buf}"
+    data = memoryview(buf)[offset - span[1]:offset - span[1] + nbytes]
+    try:
+        if len(data) != nbytes:
+            raise ValueError(f"truncated: {len(data)} of {nbytes} bytes")
+        return (*_image_member(split_samples(data), rows["ext"][i]), "")
+    except ValueError as err:
+        return "", None, f"{where}: {err}"
+
+
+def _image_member(samples: list[tuple[str, dict[str, bytes]]], ext: str) -> tuple[str, dict[str, bytes]]:
+    """The sample's key and its image member, chosen as `materialize` chooses it."""
+    if len(samples) != 1:
+        raise ValueError(f"{len(samples)} samples at the manifest's offset (manifest out of date?)")
+    key, members = samples[0]
+    ext = ext if ext in members else next((e for e in IMAGE_EXTS if e in members), None)
+    if ext is None:
+        raise ValueError("no image member")
+    return key, {ext: members[ext]}
+
+
+def coalesce(shard: np.ndarray, offset: np.ndarray, nbytes: np.ndarray,
+             max_gap: int = MAX_GAP_BYTES) -> tuple[list[list[int]], np.ndarray]:
+    """Merge the samples' byte ranges into few reads.
+
+    Returns:
+        ([shard, start, stop] per read, sorted by shard and offset), and (B,) the read holding
+        each sample. Overlapping or repeated samples share a read.
+    """
+    ranges: list[list[int]] = []
+    which = np.empty(len(offset), np.int64)
+    for i in np.lexsort((offset, shard)):
+        s, start, stop = int(shard[i]), int(offset[i]), int(offset[i] + nbytes[i])
+        if ranges and ranges[-1][0] == s and start - ranges[-1][2] <= max_gap:
+            ranges[-1][2] = max(ranges[-1][2], stop)
+        else:
+            ranges.append([s, start, stop])
+        which[i] = len(ranges) - 1
+    return ranges, which
+
+
+def _read_range(path: str, start: int, stop: int) -> bytes | str:
+    """The bytes, or why they could not be read (a missing shard fails its samples, not the run)."""
+    try:
+        with fsio.open_input(path) as f:
+            f.seek(start)
+            return f.read(stop - start)
+    except OSError as err:
+        return f"unreadable ({type(err).__name__}: {err})"
+
+
+def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[str]:
+    """Keys of the samples whose bytes failed, from the index (rare: one filtered read)."""
+    missing = [int(p) for p, k in zip(positions, keys) if not k]
+    table = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["pos", "key"],
+                            filters=[("pos", "in", missing)])
+    found = dict(zip(table["pos"].to_pylist(), table["key"].to_pylist()))
+    return [k or found.get(int(p), "") for p, k in zip(positions, keys)]
+
+
+def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int) -> list[VirtualChunk]:
+    """Cut a rank's rows into read tasks of about `chunk_bytes` source bytes each, cut only between
+    runs of `split.block` rows (`split.chunk_ids`)."""
+    rows = split.rows()
+    if len(rows) == 0:
+        return []
+    nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"].to_numpy()[rows]
+    chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // max_tasks + 1)
+    chunk = chunk_ids(nbytes, chunk_bytes, split.block)
+    bounds = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(rows)]
+    task_bytes = np.add.reduceat(nbytes, bounds[:-1])
+    return [VirtualChunk(stream_dir, int(rows[a]), int(rows[b - 1]) + 1, split, int(b - a), int(n))
+            for a, b, n in zip(bounds[:-1], bounds[1:], task_bytes)]
