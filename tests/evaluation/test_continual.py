@@ -105,7 +105,9 @@ def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
     from streamssl import config as cfgschema
     from streamssl import resolve as cfg
     from streamssl.train.evaluate import EvalData
-    from streamssl.train.loop import run_loop
+    from streamssl.train.learner import Learner
+    from streamssl.train.loop import LoopState, run_loop
+    from streamssl.train.replay import total_updates
 
     stream_dir = tmp_path / "stream"
     stream_dir.mkdir()
@@ -126,7 +128,8 @@ def test_a_real_tiny_run_writes_both_matrices(tmp_path, one_thread):
     run_dir = tmp_path / "run"
     with MetricsLogger(run_dir, {"num_classes": 4, "stream_dir": str(stream_dir), "stream_samples": 64},
                        tensorboard=False) as logger:
-        run_loop(config, batches, 64, data, logger, torch.device("cpu"), progress=False)
+        learner = Learner(config, torch.device("cpu"), total_updates(config, 64))
+        run_loop(config, learner, batches, 64, data, logger, state=LoopState(), progress=False)
     cfgschema.dump(config, run_dir / "config.yaml")
     out = write_continual(run_dir)
     assert out["segment_rows"] == [0, 16, 32, 48, 64]

@@ -14,7 +14,8 @@ from streamssl.errors import ConfigError
 from streamssl.ingest import prepare, read_manifest
 from streamssl.train.evaluate import EvalData, evaluate_model, load_eval_data
 from streamssl.train.learner import Learner
-from streamssl.train.loop import run_loop, total_updates
+from streamssl.train.loop import run_loop
+from streamssl.train.replay import total_updates
 
 
 @pytest.fixture(autouse=True)

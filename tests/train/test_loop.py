@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import config as cfg
+from streamssl import resolve as cfg
 from streamssl.errors import TrainingError
 from streamssl.train.evaluate import EvalData
 from streamssl.train.learner import Learner
-from streamssl.train.loop import LoopState, run_loop, total_updates
+from streamssl.train.loop import LoopState, run_loop
+from streamssl.train.replay import total_updates
 
 
 @pytest.fixture(autouse=True)
