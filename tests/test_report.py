@@ -1,6 +1,7 @@
 """`streamssl report` over synthetic run directories written with MetricsLogger."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,7 +132,7 @@ def test_single_run_report_into_its_own_dir_without_grad_rows(tmp_path):
         for p in (0.0, 1.0):
             log.log("eval/knn_top1", 0.5 + p / 10, samples_seen=int(p * 10), progress=p, update=int(p * 5))
     (run / "grad_cosine.png").write_bytes(b"stale")
-    path = write_report([run], run)
+    path = Path(write_report([run], run))
     text = path.read_text()
     assert path == run / "report.md"
     assert "| imai | 60.00 |" in text and "| untrained | 50.00 |" in text
@@ -179,7 +180,7 @@ def test_runs_that_differ_in_a_setting_are_never_averaged(tmp_path):
             # a second seed of the k=1 setting (different run name too): averaged with k1
             _with_config(make_run(tmp_path / "k1-s1", "imai", "seq", seed=1, offset=0.14), seed=1,
                          **{"learner.k": 1})]
-    text = write_report(runs, tmp_path / "out").read_text()
+    text = Path(write_report(runs, tmp_path / "out")).read_text()
     _, rows = _table(text, "## Final kNN accuracy (%): toy")
     cells = {row[0]: row[1] for row in rows}
     assert cells == {"untrained": "40.00", "imai (learner.k=1)": "82.00 ± 2.83 (n=2)",
@@ -199,7 +200,7 @@ def test_same_setting_and_seed_twice_is_named_and_datasets_stay_apart(tmp_path):
         info = json.loads((tmp_path / name / "run.json").read_text())
         info["dataset_id"] = {"name": "toy", "sha256": sha}
         (tmp_path / name / "run.json").write_text(json.dumps(info))
-    text = write_report(runs, tmp_path / "out").read_text()
+    text = Path(write_report(runs, tmp_path / "out")).read_text()
     _, first = _table(text, f"## Final kNN accuracy (%): toy (sha256 {'1' * 12})")
     _, second = _table(text, f"## Final kNN accuracy (%): toy (sha256 {'2' * 12})")
     assert first[1] == ["imai", "80.00 ± 0.00 (n=2)"] and second[1] == ["imai", "80.00"]

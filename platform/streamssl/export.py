@@ -53,34 +53,35 @@ def backbone_state(method: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().cpu().contiguous().clone() for name, value in method.backbone.state_dict().items()}
 
 
-def snapshot_path(run_dir: str | Path, samples_seen: int) -> Path:
-    return Path(run_dir) / SNAPSHOT_DIR / f"backbone-{int(samples_seen):012d}.pt"
+def snapshot_path(run_dir: str | Path, samples_seen: int) -> str:
+    return fsio.join(run_dir, SNAPSHOT_DIR, f"backbone-{int(samples_seen):012d}.pt")
 
 
-def write_backbone(run_dir: str | Path, method: nn.Module, at: int | None = None) -> Path:
+def write_backbone(run_dir: str | Path, method: nn.Module, at: int | None = None) -> str:
     """Save the method's backbone as RUN_DIR/backbone.pt, or with `at` (samples seen) as that
     evaluation point's snapshot; atomically, so a reader never sees half a file.
 
     Returns:
         The path written.
     """
-    path = Path(run_dir) / BACKBONE_FILE if at is None else snapshot_path(run_dir, at)
+    path = fsio.join(run_dir, BACKBONE_FILE) if at is None else snapshot_path(run_dir, at)
     with fsio.atomic_path(path) as tmp:
         torch.save(backbone_state(method), tmp)
     return path
 
 
-def snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:
+def snapshots(run_dir: str | Path) -> list[tuple[int, str]]:
     """(samples_seen, path) of a run's backbone snapshots, in stream order."""
-    folder = Path(run_dir) / SNAPSHOT_DIR
-    found = [(int(m.group(1)), p) for p in folder.glob("backbone-*.pt") if (m := _SNAPSHOT.fullmatch(p.name))]
+    folder = fsio.join(run_dir, SNAPSHOT_DIR)
+    names = fsio.listdir(folder) if fsio.is_dir(folder) else []
+    found = [(int(m.group(1)), fsio.join(folder, n)) for n in names if (m := _SNAPSHOT.fullmatch(n))]
     return sorted(found)
 
 
 def read_state(path: str | Path, arg: str = "FILE") -> dict[str, torch.Tensor]:
     """A backbone file's state dict; a model.pt gives its backbone part."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = fsio.torch_load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise ConfigError(f"{arg}: {path} is not a readable torch file ({str(err).splitlines()[0]})") from None
     if isinstance(state, dict) and isinstance(state.get("method"), dict):  # a run's model.pt
@@ -97,16 +98,15 @@ def run_state(run_dir: str | Path, at: float | None = None, arg: str = "RUN_DIR"
     Raises:
         ConfigError: not a finished run dir (`arg`), or `--at` without snapshots / out of [0, 1].
     """
-    run_dir = Path(run_dir)
     if at is not None:
         return _snapshot_state(run_dir, at)
     for name in (BACKBONE_FILE, MODEL_FILE):
-        if (run_dir / name).is_file():
-            return read_state(run_dir / name, arg), {"file": str(run_dir / name), "samples_seen": None}
+        if fsio.is_file(fsio.join(run_dir, name)):
+            return read_state(fsio.join(run_dir, name), arg), {"file": fsio.join(run_dir, name), "samples_seen": None}
     raise ConfigError(f"{arg}: {run_dir} has no {BACKBONE_FILE} or {MODEL_FILE} (not a finished run?)")
 
 
-def _snapshot_state(run_dir: Path, at: float) -> tuple[dict, dict]:
+def _snapshot_state(run_dir: str | Path, at: float) -> tuple[dict, dict]:
     if not 0.0 <= at <= 1.0:
         raise ConfigError(f"--at: a fraction of the stream in [0, 1], got {at}")
     found = snapshots(run_dir)
@@ -118,9 +118,9 @@ def _snapshot_state(run_dir: Path, at: float) -> tuple[dict, dict]:
     return read_state(path, "--at"), {"file": str(path), "samples_seen": seen, "fraction": seen / max(total, 1)}
 
 
-def _stream_samples(run_dir: Path) -> int:
+def _stream_samples(run_dir: str | Path) -> int:
     try:
-        return int(json.loads((run_dir / "run.json").read_text())["stream_samples"])
+        return int(json.loads(fsio.read_text(fsio.join(run_dir, "run.json")))["stream_samples"])
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError(f"RUN_DIR: {run_dir}/run.json gives no stream_samples (not a run directory?)") from None
 
@@ -129,9 +129,9 @@ def run_backbone_name(run_dir: str | Path, arg: str = "RUN_DIR") -> str:
     """model.backbone of a run (its config.yaml)."""
     import yaml
 
-    path = Path(run_dir) / "config.yaml"
+    path = fsio.join(run_dir, "config.yaml")
     try:
-        return str(yaml.safe_load(path.read_text())["model"]["backbone"])
+        return str(yaml.safe_load(fsio.read_text(path))["model"]["backbone"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         raise ConfigError(f"{arg}: {path} gives no model.backbone (not a run directory?)") from None
 
@@ -167,13 +167,13 @@ def export_backbone(run_dir: str | Path, out: str | Path, *, at: float | None = 
         dict(out, backbone, format, source file, samples_seen (None: the run's end), keys, load: the
         Python lines that load the file).
     """
-    if not Path(run_dir).is_dir():
+    if not fsio.is_dir(run_dir):
         raise ConfigError(f"RUN_DIR: {run_dir} is not a folder")
     backbone = run_backbone_name(run_dir)
     state, where = run_state(run_dir, at)
     state, fmt = in_format(state, backbone, fmt)
-    out = Path(out)
-    if out.is_dir():
+    out = fsio.normpath(out)
+    if fsio.is_dir(out):
         raise ConfigError(f"--out: {out} is a folder; name the file to write")
     with fsio.atomic_path(out) as tmp:
         torch.save(state, tmp)
@@ -210,20 +210,20 @@ def torchvision_model(backbone: str) -> nn.Module:
     return net
 
 
-def resolve_backbone_file(path: str | Path, arg: str = "model.init_from") -> Path:
+def resolve_backbone_file(path: str | Path, arg: str = "model.init_from") -> str:
     """A backbone file, or a run dir's backbone.pt (else its model.pt)."""
-    path = Path(path)
-    if path.is_dir():
+    path = fsio.normpath(path)
+    if fsio.is_dir(path):
         for name in (BACKBONE_FILE, MODEL_FILE):
-            if (path / name).is_file():
-                return path / name
+            if fsio.is_file(fsio.join(path, name)):
+                return fsio.join(path, name)
         raise ConfigError(f"{arg}: {path} holds no {BACKBONE_FILE} or {MODEL_FILE} (not a finished run?)")
-    if not path.is_file():
+    if not fsio.is_file(path):
         raise ConfigError(f"{arg}: {path} is neither a backbone file nor a run directory")
     return path
 
 
-def load_backbone_into(backbone: nn.Module, path: str | Path, arg: str = "model.init_from") -> Path:
+def load_backbone_into(backbone: nn.Module, path: str | Path, arg: str = "model.init_from") -> str:
     """Load a backbone file (or a run dir's backbone) into `backbone`, strictly: every parameter and
     buffer must match in name and shape, so a backbone of another architecture is refused.
 

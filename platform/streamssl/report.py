@@ -15,7 +15,6 @@ import dataclasses
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,7 @@ FIGURE_FILES = ("knn_vs_progress.png", "grad_cosine.png", "buffer_composition.pn
 class Run:
     """One run directory, loaded: its run.json, metrics and summary scalars (metrics.summarize)."""
 
-    path: Path
+    path: str  # the run dir, a local path or a URI
     info: dict
     frame: pd.DataFrame
     method: str
@@ -61,12 +60,12 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     info = load_run_info(run_dir)
     for key in ("method", "stream"):
         if not info.get(key):
-            raise StreamSSLError(f"{Path(run_dir) / 'run.json'}: no {key!r} field")
+            raise StreamSSLError(f"{fsio.join(run_dir, 'run.json')}: no {key!r} field")
     stream = info["stream"].get("kind", "?") if isinstance(info["stream"], dict) else str(info["stream"])
     dataset = info.get("dataset_id") if isinstance(info.get("dataset_id"), dict) else info.get("dataset", "?")
     dataset = dataset.get("name", "?") if isinstance(dataset, dict) else str(dataset)
     class_names = [str(name) for name in info.get("class_names") or []]
-    run = Run(path=Path(run_dir), info=info, frame=frame, method=str(info["method"]), stream=stream,
+    run = Run(path=fsio.absolute(run_dir), info=info, frame=frame, method=str(info["method"]), stream=stream,
               dataset=dataset, seed=info.get("seed"), status=str(info.get("status", "unknown")),
               class_names=class_names, dataset_key=dataset_identity(info), config=load_config(run_dir),
               label=str(info["method"]))
@@ -79,7 +78,7 @@ def load_runs(run_dirs) -> list[Run]:
     """Load every run directory once (duplicates by resolved path are dropped), in the order given."""
     seen, runs = set(), []
     for run_dir in run_dirs:
-        resolved = Path(run_dir).resolve()
+        resolved = fsio.absolute(run_dir)
         if resolved not in seen:
             seen.add(resolved)
             runs.append(load_run(run_dir))
@@ -88,7 +87,7 @@ def load_runs(run_dirs) -> list[Run]:
     return runs
 
 
-def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
+def write_report(run_dirs, out_dir: str | os.PathLike) -> str:
     """Write OUT_DIR/report.md and its PNGs for the given run directories.
 
     Returns:
@@ -96,9 +95,9 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
     """
     runs = load_runs([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs))
     notes = label_runs(runs)
-    out = Path(out_dir)
+    out = fsio.absolute(out_dir)
     fsio.makedirs(out)
-    knn_png, grad_png, buffer_png, health_png = (out / name for name in FIGURE_FILES)
+    knn_png, grad_png, buffer_png, health_png = (fsio.join(out, name) for name in FIGURE_FILES)
     shown = _as_rows(runs)  # the figures draw a line per row label and a panel per dataset title
     figures = {
         "kNN accuracy vs samples seen": plots.plot_knn_vs_progress(shown, knn_png),
@@ -107,9 +106,9 @@ def write_report(run_dirs, out_dir: str | os.PathLike) -> Path:
         "representation health": plots.plot_health(shown, health_png),
     }
     for name in FIGURE_FILES:  # a figure skipped now must not leave an older one behind
-        if (out / name) not in figures.values():
-            fsio.remove(out / name)
-    path = out / REPORT_FILE
+        if fsio.join(out, name) not in figures.values():
+            fsio.remove(fsio.join(out, name))
+    path = fsio.join(out, REPORT_FILE)
     fsio.write_text(path, render(runs, figures, notes, out))
     return path
 
@@ -119,8 +118,8 @@ def _as_rows(runs: list[Run]) -> list[Run]:
     return [dataclasses.replace(run, method=run.label, dataset=titles[run.dataset_key]) for run in runs]
 
 
-def render(runs: list[Run], figures: dict[str, Path | None], notes: dict | None = None,
-           out_dir: Path | None = None) -> str:
+def render(runs: list[Run], figures: dict[str, str | None], notes: dict | None = None,
+           out_dir: str | None = None) -> str:
     """report.md's text; `notes` (dataset identity -> lines) from report_cells.label_runs; `out_dir`
     (the report's folder) links the runs' segment-matrix heatmaps."""
     if notes is None:
@@ -258,7 +257,8 @@ def _health_table(runs: list[Run]) -> list[str]:
         ends = [_first_last(metrics.curve(run.frame, metric)) for metric, _ in plots.HEALTH_METRICS]
         if any(end is not None for end in ends):
             cells = [f"{end[0]:.3f} | {end[1]:.3f}" if end else "– | –" for end in ends]
-            rows.append(f"| `{run.path.name}` | {run.method} | {run.stream} | {run.seed} | " + " | ".join(cells) + " |")
+            head = f"| `{fsio.name(run.path)}` | {run.method} | {run.stream} | {run.seed} | "
+            rows.append(head + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["## Representation health", "",
@@ -281,7 +281,8 @@ def _compute_table(runs: list[Run]) -> list[str]:
                  _giga(c.get("flops_total"), 1e12), _num(c.get("samples_per_s")),
                  _num(c.get("data_wait_fraction"), 100), _num(c.get("peak_rss_bytes"), 2 ** -20),
                  _num(gpu, 2 ** -20) if gpu else "–"]
-        rows.append(f"| `{run.path.name}` | {run.method} | {run.stream} | {run.seed} | " + " | ".join(cells) + " |")
+        head = f"| `{fsio.name(run.path)}` | {run.method} | {run.stream} | {run.seed} | "
+        rows.append(head + " | ".join(cells) + " |")
     if not rows:
         return []
     return ["## Compute", "",
@@ -306,10 +307,10 @@ def _first_last(curve: pd.DataFrame) -> tuple[float, float] | None:
     return (float(values[0]), float(values[-1])) if len(values) else None
 
 
-def _figures(figures: dict[str, Path | None]) -> list[str]:
+def _figures(figures: dict[str, str | None]) -> list[str]:
     lines = ["## Figures", ""]
     for title, path in figures.items():
-        lines.append(f"![{title}]({path.name})" if path else f"- {title}: no data logged, figure skipped")
+        lines.append(f"![{title}]({fsio.name(path)})" if path else f"- {title}: no data logged, figure skipped")
         lines.append("")
     return lines
 

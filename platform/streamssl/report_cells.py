@@ -47,7 +47,7 @@ def dataset_identity(info: dict) -> tuple:
     if isinstance(ident, dict) and ident.get("sha256"):
         return ("sha256", str(ident.get("name", "?")), str(ident["sha256"]))
     if info.get("dataset_dir"):
-        return ("dir", str(Path(str(info["dataset_dir"])).resolve()))
+        return ("dir", fsio.absolute(str(info["dataset_dir"])))
     dataset = info.get("dataset", "?")
     return ("name", str(dataset.get("name", "?") if isinstance(dataset, dict) else dataset))
 

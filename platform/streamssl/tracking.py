@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
+from streamssl.filesystems import is_uri
 
 WANDB_MODES = ("offline", "online")
 
@@ -92,8 +94,9 @@ class Trackers:
         for sink in self._sinks:
             sink.log(points)
 
-    def log_artifacts(self, paths: Iterable[Path]) -> None:
-        files = [Path(p) for p in paths if Path(p).is_file()]
+    def log_artifacts(self, paths: Iterable[str | Path]) -> None:
+        """Files that exist, from a local run dir or (copied to the cache first) object storage."""
+        files = [Path(fsio.local_copy(p)) for p in paths if fsio.is_file(p)]
         for sink in self._sinks:
             sink.artifacts(files)
 
@@ -146,11 +149,14 @@ class _MLflow:
 class _WandB:
     kind = "wandb"
 
-    def __init__(self, settings: TrackingSettings, name: str, params: dict[str, Any], run_dir: Path) -> None:
+    def __init__(self, settings: TrackingSettings, name: str, params: dict[str, Any], run_dir: str | Path) -> None:
         wandb = require("wandb", "tracking.wandb")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # W&B writes its files locally; a run dir in object storage gets them uploaded at close
+        self._local = fsio.cache_dir("wandb", fsio.name(run_dir)) if is_uri(run_dir) else fsio.normpath(run_dir)
+        self._target = fsio.join(run_dir, "wandb") if is_uri(run_dir) else None
+        fsio.makedirs(self._local)
         self._run = wandb.init(project=settings.wandb_project, name=name, mode=settings.wandb,
-                               dir=str(run_dir), config=params, reinit="create_new")
+                               dir=self._local, config=params, reinit="create_new")
         self._run.define_metric("*", step_metric="samples_seen")  # rows of one step may span flushes
         self.run_id = self._run.id
 
@@ -167,3 +173,5 @@ class _WandB:
 
     def close(self, status: str) -> None:
         self._run.finish(exit_code=0 if status == "completed" else 1)
+        if self._target is not None:
+            fsio.upload_tree(fsio.join(self._local, "wandb"), self._target)

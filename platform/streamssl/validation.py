@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamssl import fsio
 from streamssl.checks import in_range, one_of, require
 from streamssl.errors import ConfigError, renamed
 from streamssl.optim import LR_SCALINGS
@@ -224,10 +225,10 @@ def _data_paths(config: RunConfig) -> None:
     if order not in ("natural", "random"):
         require(Path(order).is_file(), f"stream.class_order: {order!r} is not natural, random or an existing file")
     if ds.dir is not None:
-        require(Path(ds.dir, "dataset.json").is_file(),
+        require(fsio.is_file(fsio.join(ds.dir, "dataset.json")),
                 f"dataset.dir: {ds.dir} holds no dataset.json (not a prepared dataset: `streamssl prepare "
                 f"SOURCE [PATH] --out {ds.dir}` makes one; without dataset.dir a run prepares into its cache)")
-        check_dataset(config, Path(ds.dir))
+        check_dataset(config, ds.dir)
         return
     with renamed(dataset_key):
         check_source_input(ds.source, ds.path, ds.options.get("test_path"))
@@ -244,27 +245,25 @@ def _gpus(config: RunConfig) -> None:
                           f"{have} on this machine (set scaling.use_gpu=false, or run on a GPU machine)")
 
 
-def check_dataset(config: RunConfig, dataset_dir: Path) -> None:
+def check_dataset(config: RunConfig, dataset_dir: str) -> None:
     """Keys that depend on the prepared data, checked before Ray starts or a stream is built."""
-    import pyarrow.parquet as pq
-
-    manifest = dataset_dir / "manifest.parquet"
-    require(manifest.is_file(), f"dataset.dir: {dataset_dir} has no manifest.parquet (re-run `streamssl prepare`)")
     import pyarrow as pa
 
-    schema, column = pq.read_schema(manifest), config.stream.label_column
+    manifest = fsio.join(dataset_dir, "manifest.parquet")
+    require(fsio.is_file(manifest), f"dataset.dir: {dataset_dir} has no manifest.parquet (re-run `streamssl prepare`)")
+    schema, column = fsio.parquet_file(manifest).schema_arrow, config.stream.label_column
     usable = [f.name for f in schema if pa.types.is_integer(f.type) and not f.name.endswith("_name")]
     labels = [name for name in usable if name == "label" or name.endswith("_label")]
     require(column in usable, f"stream.label_column: {column!r} is not an integer column of {dataset_dir} "
             f"(label columns: {', '.join(labels)})")
     _order_column(config, schema.names, dataset_dir)
     if config.model.read_size is None:
-        for split in (dataset_dir, dataset_dir / "test"):
-            if (split / "manifest.parquet").is_file():
+        for split in (dataset_dir, fsio.join(dataset_dir, "test")):
+            if fsio.is_file(fsio.join(split, "manifest.parquet")):
                 _same_image_sizes(split)
 
 
-def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> None:
+def _order_column(config: RunConfig, columns: list[str], dataset_dir: str) -> None:
     from streamssl.scoring import DEFAULT_COLUMNS
     from streamssl.streams.plan import parse_order_keys
 
@@ -277,10 +276,8 @@ def _order_column(config: RunConfig, columns: list[str], dataset_dir: Path) -> N
                 f"`streamssl score` adds {' / '.join(DEFAULT_COLUMNS)}; `streamssl columns` joins others)")
 
 
-def _same_image_sizes(split: Path) -> None:
-    import pyarrow.parquet as pq
-
-    sizes = pq.read_table(split / "manifest.parquet", columns=["width", "height"]).to_pandas()
+def _same_image_sizes(split: str) -> None:
+    sizes = fsio.read_table(fsio.join(split, "manifest.parquet"), columns=["width", "height"]).to_pandas()
     known = sizes[(sizes.width > 0) & (sizes.height > 0)].drop_duplicates()  # wds --no-verify: -1
     if len(known) > 1:
         a, b = known.iloc[0], known.iloc[1]

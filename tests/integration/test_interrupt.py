@@ -86,6 +86,6 @@ def test_ray_train_workers_stop_together_with_a_final_checkpoint(data_root, ray_
     assert info["status"] == "interrupted" and info["resumable"] is True and 0 < info["samples_seen"] < 800
     newest = latest_checkpoint(run_dir, 2)
     assert is_complete(newest, 2, verify=True)
-    assert json.loads((newest / "rank0.done").read_text())["batches"] * 2 * 16 == info["samples_seen"]
+    assert json.loads((Path(newest) / "rank0.done").read_text())["batches"] * 2 * 16 == info["samples_seen"]
     metrics = pd.read_parquet(run_dir / "metrics.parquet")
     assert metrics.samples_seen.max() == info["samples_seen"]

@@ -60,7 +60,7 @@ def test_a_partial_checkpoint_is_skipped_on_resume(data_root, tmp_path):
     (newest / "rank0.done").unlink()  # as if the worker died while saving
     from streamssl.pipeline import find_resume_checkpoint
 
-    assert find_resume_checkpoint(run_dir, 1) == checkpoints(run_dir)[-2]
+    assert find_resume_checkpoint(run_dir, 1) == str(checkpoints(run_dir)[-2])
 
 
 def test_a_killed_worker_is_restarted_and_the_run_finishes(data_root, tmp_path):

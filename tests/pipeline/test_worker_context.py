@@ -22,7 +22,7 @@ def _context(tmp_path, ray_train, *overrides):
 def test_the_in_process_context_is_one_worker_with_a_progress_bar(tmp_path):
     ctx = _context(tmp_path, False, "learner.threads=3")
     assert (ctx.rank, ctx.world, ctx.threads, ctx.progress, ctx.read_cpus) == (0, 1, 3, True, None)
-    assert ctx.run_dir == (tmp_path / "run").resolve() and ctx.stop_file == ctx.run_dir / "STOP"
+    assert ctx.run_dir == str((tmp_path / "run").resolve()) and ctx.stop_file == f"{ctx.run_dir}/STOP"
     assert ctx.device == torch.device("cpu")
 
 

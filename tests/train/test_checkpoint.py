@@ -138,7 +138,7 @@ def three_checkpoints(tmp_path):
 def test_latest_complete_picks_the_furthest_stream_position(three_checkpoints):
     shuffled = [three_checkpoints[i] for i in (2, 0, 1)]
     assert all(is_complete(d, 2, verify=True) for d in three_checkpoints)
-    assert latest_complete(shuffled, 2) == three_checkpoints[2]
+    assert latest_complete(shuffled, 2) == str(three_checkpoints[2])
 
 
 def test_a_missing_marker_makes_the_previous_checkpoint_the_latest(three_checkpoints, caplog):
@@ -146,7 +146,7 @@ def test_a_missing_marker_makes_the_previous_checkpoint_the_latest(three_checkpo
     (newest / "rank1.done").unlink()  # rank 1 died before finishing its save
     assert not is_complete(newest, 2)
     with caplog.at_level(logging.WARNING, logger="streamssl.train.checkpoint"):
-        assert latest_complete(three_checkpoints, 2) == three_checkpoints[1]
+        assert latest_complete(three_checkpoints, 2) == str(three_checkpoints[1])
     assert "rank 1 has no rank1.done" in caplog.text
 
 
@@ -154,7 +154,7 @@ def test_a_truncated_file_makes_the_previous_checkpoint_the_latest(three_checkpo
     path = three_checkpoints[2] / "rank0.pt"
     path.write_bytes(path.read_bytes()[:1000])
     assert not is_complete(three_checkpoints[2], 2)
-    assert latest_complete(three_checkpoints, 2) == three_checkpoints[1]
+    assert latest_complete(three_checkpoints, 2) == str(three_checkpoints[1])
     with pytest.raises(StreamSSLError, match="corrupt: rank0.pt has 1000 bytes"):
         load_checkpoint(three_checkpoints[2], 0, make(CONFIGS["imai-reservoir"]), world_size=2)
 

@@ -39,7 +39,7 @@ def check_out(args: argparse.Namespace) -> None:
     `submit`'s --out is a path on the cluster, not here, and is left alone.
     """
     out = getattr(args, "out", None)
-    if not out or args.command == "submit":
+    if not out or args.command == "submit" or fsio.is_uri(out):  # an object store has no folders to create
         return
     path = Path(out).expanduser()
     for folder in (path, *path.parents):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from streamssl import fsio
 from streamssl.errors import StreamSSLError
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=handle)
 
 
-def check_report_out(out: Path, run_dirs: list) -> None:
+def check_report_out(out: str, run_dirs: list) -> None:
     """Refuse to write a report over another run's own report, or into a dataset or stream.
 
     A run directory is accepted only as the report of that one run (what `run` writes there).
@@ -30,10 +29,10 @@ def check_report_out(out: Path, run_dirs: list) -> None:
     if fsio.exists(out) and not fsio.is_dir(out):
         raise StreamSSLError(f"--out {out}: is a file, not a directory")
     for marker, what in (("dataset.json", "a prepared dataset"), ("stream.json", "a materialized stream")):
-        if fsio.exists(out / marker):
+        if fsio.exists(fsio.join(out, marker)):
             raise StreamSSLError(f"--out {out}: is {what}; write the report to a new directory")
-    own = {Path(d).resolve() for d in run_dirs} == {out.resolve()}
-    if not own and (fsio.exists(out / "run.json") or fsio.exists(out / "metrics.parquet")):
+    own = {fsio.absolute(d) for d in run_dirs} == {fsio.absolute(out)}
+    if not own and (fsio.exists(fsio.join(out, "run.json")) or fsio.exists(fsio.join(out, "metrics.parquet"))):
         raise StreamSSLError(f"--out {out}: is a run directory and would lose its own report; "
                              f"write the report to a new directory")
 
@@ -41,10 +40,10 @@ def check_report_out(out: Path, run_dirs: list) -> None:
 def handle(args: argparse.Namespace) -> int:
     from streamssl.report import FIGURE_FILES, write_report  # matplotlib loads only when run
 
-    check_report_out(Path(args.out), args.run_dirs)
+    check_report_out(args.out, args.run_dirs)
     path = write_report(args.run_dirs, args.out)
     print(f"report: {path}")
     for name in FIGURE_FILES:
-        if fsio.is_file(path.parent / name):
-            print(f"plot:   {path.parent / name}")
+        if fsio.is_file(fsio.join(fsio.parent(path), name)):
+            print(f"plot:   {fsio.join(fsio.parent(path), name)}")
     return 0

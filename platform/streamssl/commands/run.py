@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import StreamSSLError
 
 
@@ -33,23 +33,24 @@ def main(args: argparse.Namespace) -> int:
         return 0
     print(f"{info['method']} on {info['stream']}: final kNN {info['final_knn']:.4f}, linear probe "
           f"{info.get('final_linear', float('nan')):.4f} after "
-          f"{info['updates']} updates, {info['wall_seconds']:.1f} s; report: {run_dir / 'report.md'}")
+          f"{info['updates']} updates, {info['wall_seconds']:.1f} s; report: {fsio.join(run_dir, 'report.md')}")
     return 0
 
 
 def _resume_target(args: argparse.Namespace):
     from streamssl import resolve
 
-    run_dir = Path(args.resume)
+    run_dir = args.resume
     if args.pipeline and "=" in args.pipeline:  # `run --resume DIR key=value`: argparse took it as the pipeline
         args.overrides.insert(0, args.pipeline)
     elif args.pipeline:
         raise StreamSSLError("--resume takes the pipeline from RUN_DIR/config.yaml; drop PIPELINE")
     if args.out or args.overwrite:
         raise StreamSSLError("--resume continues RUN_DIR in place; drop --out/--overwrite")
-    if not (run_dir / "config.yaml").is_file():
+    config_file = fsio.join(run_dir, "config.yaml")
+    if not fsio.is_file(config_file):
         raise StreamSSLError(f"--resume {run_dir}: no config.yaml (not a run directory?)")
-    return run_dir, resolve.load(run_dir / "config.yaml", args.overrides)
+    return run_dir, resolve.load(fsio.local_copy(config_file), args.overrides)
 
 
 def _new_target(args: argparse.Namespace):
@@ -59,6 +60,6 @@ def _new_target(args: argparse.Namespace):
     if not args.pipeline or not args.out:
         raise StreamSSLError("run needs PIPELINE.yaml and --out RUN_DIR (or --resume RUN_DIR)")
     config = resolve.load(args.pipeline, args.overrides)  # a bad config says so before --out is looked at
-    run_dir = Path(args.out)
+    run_dir = fsio.absolute(args.out)
     check_out_dir(run_dir, args.overwrite)
     return run_dir, config

@@ -22,7 +22,6 @@ at every segment end (`segment_points`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -82,7 +81,7 @@ def segment_points(stream_dir: str | Path) -> list[float]:
     """Stream fractions of the segment ends of a materialized stream, for `eval.points: segments`
     ([] for streams without segments). `train.evaluate.eval_positions` turns fraction f into
     round(f * total) samples, which gives each end back exactly."""
-    stream = json.loads((Path(stream_dir) / "stream.json").read_text())
+    stream = fsio.read_json(fsio.join(stream_dir, "stream.json"))
     if stream.get("kind") not in SEGMENTED_KINDS:
         return []
     total = int(stream["num_samples"])
@@ -174,20 +173,20 @@ def write_continual(run_dir: str | Path) -> dict:
     the run logged no per-class kNN)."""
     from streamssl.evaluation.metrics_log import load_metrics, load_run_info
 
-    run_dir = Path(run_dir)
+    run_dir = os.fspath(run_dir)
     frame, info = load_metrics(run_dir), load_run_info(run_dir)
     acc = accuracy_matrix(frame, metrics.num_classes_of(frame, info.get("num_classes")))
     if not len(acc):
         return {}
-    with fsio.atomic_path(run_dir / ACC_FILE) as tmp:
+    with fsio.atomic_path(fsio.join(run_dir, ACC_FILE)) as tmp:
         acc.to_csv(tmp, index=False, float_format="%.4f")
     stream = _stream_info(info)
     if stream is None or stream.get("kind") not in SEGMENTED_KINDS:
         return {}
     segments, ends = segment_classes(stream), segment_ends(stream, _consumed(info))
     r = segment_matrix(acc, segments, ends, _round_size(run_dir))
-    write_segment_csv(r, run_dir / SEGMENT_FILE)
-    plot_segment_matrix(r, run_dir / HEATMAP_FILE)
+    write_segment_csv(r, fsio.join(run_dir, SEGMENT_FILE))
+    plot_segment_matrix(r, fsio.join(run_dir, HEATMAP_FILE))
     # None, not NaN: run.json stays valid JSON
     return {"bwt": _finite(backward_transfer(r.values)), "fwt": _finite(forward_transfer(r.values)),
             "stability_min": [_finite(v) for v in stability_min(acc, segments, ends)], "segment_rows": r.rows_at,
@@ -199,8 +198,8 @@ def _finite(value: float) -> float | None:
 
 
 def _stream_info(info: dict) -> dict | None:
-    path = Path(info.get("stream_dir") or "") / "stream.json"
-    return json.loads(path.read_text()) if info.get("stream_dir") and path.is_file() else None
+    path = fsio.join(info.get("stream_dir") or "", "stream.json")
+    return fsio.read_json(path) if info.get("stream_dir") and fsio.is_file(path) else None
 
 
 def _consumed(info: dict) -> int | None:
@@ -213,7 +212,7 @@ def _round_size(run_dir: Path) -> int:
     import yaml
 
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = yaml.safe_load(fsio.read_text(fsio.join(run_dir, "config.yaml"))) or {}
         return int(config["learner"]["stream_batch"]) * int((config.get("scaling") or {}).get("num_workers", 1))
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return 1
@@ -270,11 +269,12 @@ def report_lines(runs, out_dir: str | Path | None = None) -> list[str]:
         if "bwt" not in info:
             continue
         gaps = ", ".join(_pct(v) for v in info.get("stability_min") or [])
-        rows.append(f"| `{run.path.name}` | {run.method} | {run.stream} | {run.seed} | {_pp(info.get('bwt'))} "
+        rows.append(f"| `{fsio.name(run.path)}` | {run.method} | {run.stream} | {run.seed} | {_pp(info.get('bwt'))} "
                     f"| {_pp(info.get('fwt'))} | {gaps} |")
-        heatmap = run.path / HEATMAP_FILE
-        if out_dir is not None and heatmap.is_file():
-            figures += [f"![segment matrix: {run.path.name}]({os.path.relpath(heatmap, out_dir)})", ""]
+        heatmap = fsio.join(run.path, HEATMAP_FILE)
+        if out_dir is not None and fsio.is_file(heatmap):
+            link = heatmap if fsio.is_uri(heatmap) or fsio.is_uri(out_dir) else os.path.relpath(heatmap, out_dir)
+            figures += [f"![segment matrix: {fsio.name(run.path)}]({link})", ""]
     if not rows:
         return []
     return ["## Continual-learning metrics", "",

@@ -53,7 +53,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: str | os.PathLike, run_info: dict | None = None, *,
                  flush_seconds: float = 60.0, tensorboard: bool = True):
-        self.run_dir = Path(run_dir)
+        self.run_dir = os.fspath(run_dir)
         fsio.makedirs(self.run_dir)
         self.run_info = None if run_info is None else dict(run_info)
         self.flush_seconds = flush_seconds
@@ -100,8 +100,8 @@ class MetricsLogger:
         if rows is None or rows.empty:
             return
         self._written = [rows[list(COLUMNS)].reset_index(drop=True)]
-        _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
-        _write_csv_atomic(self._written[0], self.run_dir / CSV_FILE, append=False)
+        _write_parquet_atomic(self._written[0], fsio.join(self.run_dir, METRICS_FILE))
+        _write_csv_atomic(self._written[0], fsio.join(self.run_dir, CSV_FILE), append=False)
 
     def update_info(self, **fields) -> None:
         """Change run.json fields (status, wall_seconds, ...); written at the next flush/close."""
@@ -119,8 +119,8 @@ class MetricsLogger:
         self._pending = {name: [] for name in COLUMNS}
         first_csv = not self._written  # after resume() the CSV already holds the earlier rows
         self._written = [pd.concat([*self._written, new], ignore_index=True)]  # one frame, not a growing list
-        _write_parquet_atomic(self._written[0], self.run_dir / METRICS_FILE)
-        _write_csv_atomic(new, self.run_dir / CSV_FILE, append=not first_csv)
+        _write_parquet_atomic(self._written[0], fsio.join(self.run_dir, METRICS_FILE))
+        _write_csv_atomic(new, fsio.join(self.run_dir, CSV_FILE), append=not first_csv)
         if self._writer is not None:
             _add_scalars(self._writer, new)
             self._writer.flush()
@@ -136,6 +136,8 @@ class MetricsLogger:
         self.flush()
         if self._writer is not None:
             self._writer.close()
+            if fsio.is_uri(self.run_dir):  # events were written to a local cache: upload them
+                fsio.upload_tree(self._writer.log_dir, self.run_dir)
         self._closed = True
 
     def __enter__(self) -> MetricsLogger:
@@ -150,14 +152,18 @@ class MetricsLogger:
 
     def _write_run_info(self) -> None:
         if self.run_info is not None:
-            _write_json_atomic(self.run_info, self.run_dir / RUN_INFO_FILE)
+            _write_json_atomic(self.run_info, fsio.join(self.run_dir, RUN_INFO_FILE))
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer(run_dir: str):
+    import tempfile
+
     from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when asked for
 
+    # TensorBoard appends to its event file, which an object store cannot: a local cache, uploaded at close
+    log_dir = tempfile.mkdtemp(dir=fsio.cache_dir("tensorboard")) if fsio.is_uri(run_dir) else run_dir
     # the default queue of 10 events makes every add_scalar wait on the writer thread
-    return SummaryWriter(log_dir=str(run_dir), max_queue=4096)
+    return SummaryWriter(log_dir=log_dir, max_queue=4096)
 
 
 def _to_frame(columns: dict[str, list]) -> pd.DataFrame:

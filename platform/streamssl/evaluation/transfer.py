@@ -64,8 +64,8 @@ def load_model(source: str | Path, *, at: float | None = None, backbone: str | N
     from streamssl.export import load_state_strict, read_state, run_backbone_name, run_state
     from streamssl.models import build_backbone
 
-    path = Path(source)
-    if path.is_dir():
+    path = fsio.normpath(source)
+    if fsio.is_dir(path):
         name = run_backbone_name(path, "SOURCE")
         if backbone is not None and backbone != name:
             raise ConfigError(f"--backbone: {path} trained a {name}, not a {backbone}")
@@ -73,31 +73,31 @@ def load_model(source: str | Path, *, at: float | None = None, backbone: str | N
         run = _run_config(path)
         size = image_size or int(run.get("model", {}).get("image_size", 32))
         settings = run.get("eval") or {}
-    elif path.is_file():
+    elif fsio.is_file(path):
         if at is not None:
             raise ConfigError("--at: snapshots belong to a run; give the run directory as SOURCE")
         if backbone is None:
             raise ConfigError("--backbone: a backbone file needs its architecture (resnet18, resnet18_cifar, ...)")
-        name, state, where, size, settings = backbone, read_state(path, "SOURCE"), {"file": str(path)}, image_size, {}
+        name, state, where, size, settings = backbone, read_state(path, "SOURCE"), {"file": path}, image_size, {}
     else:
         raise ConfigError(f"SOURCE: {path} is neither a run directory nor a backbone file")
     with renamed({"model.backbone": "--backbone"}):  # an unknown name is the flag's fault here
         net, _ = build_backbone(name)
     load_state_strict(net, state, where["file"], "--backbone")
-    return Model(net.eval(), name, size, {"run": str(path) if path.is_dir() else None, **where}, settings)
+    return Model(net.eval(), name, size, {"run": path if fsio.is_dir(path) else None, **where}, settings)
 
 
-def _run_config(run_dir: Path) -> dict:
+def _run_config(run_dir: str) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())
+        data = yaml.safe_load(fsio.read_text(fsio.join(run_dir, "config.yaml")))
     except (OSError, yaml.YAMLError):
         raise ConfigError(f"SOURCE: {run_dir} has no readable config.yaml (not a run directory?)") from None
     return data if isinstance(data, dict) else {}
 
 
-def eval_config(model: Model, dataset_dir: Path, *, seed: int = 0, overrides: dict | None = None):
+def eval_config(model: Model, dataset_dir: str, *, seed: int = 0, overrides: dict | None = None):
     """The RunConfig whose eval section, seed and model size choose and prepare the labelled sets."""
     from streamssl.config import EvalConfig, ModelConfig, RunConfig
 
@@ -109,21 +109,22 @@ def eval_config(model: Model, dataset_dir: Path, *, seed: int = 0, overrides: di
     return RunConfig(seed=seed, model=ModelConfig(backbone=model.name, image_size=size, read_size=read), eval=ev)
 
 
-def _sizes(dataset_dir: Path):
+def _sizes(dataset_dir: str):
     import pandas as pd
 
     from streamssl.ingest import read_manifest
 
-    splits = [dataset_dir] + ([dataset_dir / "test"] if (dataset_dir / "test" / "manifest.parquet").is_file() else [])
+    test = fsio.join(dataset_dir, "test")
+    splits = [dataset_dir] + ([test] if fsio.is_file(fsio.join(test, "manifest.parquet")) else [])
     frame = pd.concat([read_manifest(s, columns=["width", "height"]) for s in splits])
     return frame[(frame.width > 0) & (frame.height > 0)].drop_duplicates()
 
 
-def _one_size(dataset_dir: Path) -> bool:
+def _one_size(dataset_dir: str) -> bool:
     return len(_sizes(dataset_dir)) <= 1
 
 
-def _native_size(dataset_dir: Path) -> int:
+def _native_size(dataset_dir: str) -> int:
     sizes = _sizes(dataset_dir)
     if len(sizes) != 1 or sizes.width.iloc[0] != sizes.height.iloc[0]:
         raise ConfigError(f"--image-size: {dataset_dir} has no single square image size; give the model's input size")
@@ -151,8 +152,8 @@ def transfer_eval(model: Model, dataset_dir: str | Path, *, seed: int = 0, bn: s
     from streamssl.ingest.dataset import dataset_identity
     from streamssl.train.eval_data import load_eval_data
 
-    dataset_dir = Path(dataset_dir)
-    if not (dataset_dir / "dataset.json").is_file():
+    dataset_dir = fsio.normpath(dataset_dir)
+    if not fsio.is_file(fsio.join(dataset_dir, "dataset.json")):
         raise ConfigError(f"--dataset: {dataset_dir} is not a prepared dataset (no dataset.json)")
     if bn not in ("running", "recalibrate"):
         raise ConfigError(f"--bn: running or recalibrate, got {bn!r}")
@@ -197,12 +198,12 @@ def _scores(memory: torch.Tensor, test: torch.Tensor, data, config, linear: bool
     return out
 
 
-def write_outputs(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
+def write_outputs(result: dict, out_dir: str | Path) -> tuple[str, str]:
     """OUT/eval.json (NaN as null) and OUT/report.md."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    eval_path = fsio.write_text(out / EVAL_FILE, json.dumps(_jsonable(result), indent=2) + "\n")
-    report_path = fsio.write_text(out / REPORT_FILE, render(result))
+    out = fsio.normpath(out_dir)
+    fsio.makedirs(out)
+    eval_path = fsio.write_text(fsio.join(out, EVAL_FILE), json.dumps(_jsonable(result), indent=2) + "\n")
+    report_path = fsio.write_text(fsio.join(out, REPORT_FILE), render(result))
     return eval_path, report_path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.errors import ConfigError
 from streamssl.ingest import cifar, fashion_mnist, imagefolder, synthetic, wds
 from streamssl.ingest.dataset import warn_skipped
@@ -106,9 +107,10 @@ def prepare(
         parallel,
         progress,
     )
-    in_path, out = _input_path(path, "PATH"), Path(out).expanduser().resolve()
+    in_path = _input_path(path, "PATH")
+    out = out if fsio.is_uri(out) else Path(out).expanduser().resolve()
     with staged(out, source) as folder:  # a failed or interrupted prepare leaves `out` as it was
         info = finish_test_split(folder, SOURCES[source](in_path, folder, opts, **source_options), fraction)
-    test_skipped = load_dataset_info(out / "test")["skipped"] if info.get("test") else []
+    test_skipped = load_dataset_info(fsio.join(out, "test"))["skipped"] if info.get("test") else []
     warn_skipped(info["skipped"] + test_skipped)
     return info

@@ -188,12 +188,12 @@ def split_sha256(split_dir: Path) -> str:
 def dataset_identity(dataset_dir: str | Path) -> dict:
     """{"name", "sha256"} of a prepared dataset: its dataset.json `name` (else the folder's name)
     and the train split's content hash, combined with the test split's when it has one."""
-    folder = Path(dataset_dir)
+    folder = fsio.absolute(dataset_dir)
     info = fsio.read_json(fsio.join(folder, "dataset.json"))
     sha = split_sha256(folder)
     if fsio.is_file(fsio.join(folder, "test", "dataset.json")):
-        sha = hashlib.sha256(f"train:{sha}\ntest:{split_sha256(folder / 'test')}\n".encode()).hexdigest()
-    return {"name": str(info.get("name") or folder.resolve().name), "sha256": sha}
+        sha = hashlib.sha256(f"train:{sha}\ntest:{split_sha256(fsio.join(folder, 'test'))}\n".encode()).hexdigest()
+    return {"name": str(info.get("name") or fsio.name(folder)), "sha256": sha}
 
 
 def collect_rows(frames: Iterable[pd.DataFrame], strict: bool) -> tuple[pd.DataFrame, list[dict]]:

@@ -58,11 +58,14 @@ def read_manifest(dataset_dir: str | Path, columns: list[str] | None = None) -> 
     return fsio.read_dataframe(path, columns=columns)
 
 
-def shard_root(dataset_dir: str | Path, info: dict | None = None) -> Path:
+def shard_root(dataset_dir: str | Path, info: dict | None = None) -> str:
     """The folder the manifest's `shard` paths are relative to ("." and ".." are relative to the
     dataset folder: a held-out test split reads the train split's shards)."""
     info = info or load_dataset_info(dataset_dir)
-    return Path(dataset_dir) / info.get("shard_root", ".")  # an absolute root replaces the folder
+    root = str(info.get("shard_root", "."))
+    if fsio.is_uri(root) or os.path.isabs(root):  # an absolute root replaces the folder
+        return root
+    return fsio.normpath(fsio.join(dataset_dir, root))
 
 
 def split_fragment(fragment: bytes) -> list[tuple[str, bytes]]:

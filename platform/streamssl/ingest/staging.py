@@ -6,6 +6,10 @@ folder is renamed in one step. Into a folder that already holds a dataset, the o
 files go first (from then on no reader takes the folder for a dataset), then the old outputs, then
 the new files move in with the train split's dataset.json last: a reader sees the old dataset, no
 dataset, or the new one, never a mix. A folder left by a killed prepare is removed by the next one.
+
+Into a URI (`s3://bucket/prefix`) the dataset is built in a local staging folder (`fsio.cache_dir`)
+and uploaded in the same order: old dataset.json files deleted, old outputs removed, the new files
+uploaded, the dataset.json files last, so the upload of dataset.json commits the dataset.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ _PARTIAL = ".partial-"
 
 
 @contextmanager
-def staged(out: Path, source: str) -> Iterator[Path]:
+def staged(out: Path | str, source: str) -> Iterator[Path]:
     """Yield an empty folder beside `out`; once the body succeeds its dataset replaces `out`'s.
 
     On any exception (KeyboardInterrupt included) the folder is removed and `out` is untouched.
@@ -34,6 +38,15 @@ def staged(out: Path, source: str) -> Iterator[Path]:
     """
     if fsio.exists(out) and not fsio.is_dir(out):
         raise ConfigError(f"--out: {out} is a file, not a folder")
+    if fsio.is_uri(out):
+        tmp = Path(tempfile.mkdtemp(prefix=f"{fsio.name(out)}{_PARTIAL}", dir=fsio.cache_dir("staging")))
+        try:
+            yield tmp
+            _upload(tmp, str(out), source)
+        finally:
+            fsio.remove_tree(tmp)
+        return
+    out = Path(out)
     fsio.makedirs(out.parent)
     remove_stale(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{_PARTIAL}{os.getpid()}-", dir=out.parent))
@@ -42,6 +55,13 @@ def staged(out: Path, source: str) -> Iterator[Path]:
         commit(tmp, out, source)
     finally:
         fsio.remove_tree(tmp)
+
+
+def _upload(tmp: Path, out: str, source: str) -> None:
+    for folder in (out, fsio.join(out, "test")):
+        fsio.remove(fsio.join(folder, "dataset.json"))
+    clear_outputs(out, source)
+    fsio.upload_tree(tmp, out, last=("dataset.json",))
 
 
 def remove_stale(out: Path) -> None:
@@ -86,9 +106,9 @@ def _move_split(src: Path, dst: Path) -> None:
         fsio.rename(src / "dataset.json", dst / "dataset.json")
 
 
-def clear_outputs(out: Path, source: str) -> None:
+def clear_outputs(out: Path | str, source: str) -> None:
     """Remove what an earlier prepare wrote to `out`, so no stale shard or split lingers."""
-    for folder in (out, out / "test"):
+    for folder in (out, fsio.join(out, "test")):
         if not fsio.is_dir(folder):
             continue
         stale = ["manifest.parquet", "dataset.json"]
@@ -96,4 +116,4 @@ def clear_outputs(out: Path, source: str) -> None:
             stale += fnmatch.filter(fsio.listdir(folder), "shard-*.tar")
             stale += fnmatch.filter(fsio.listdir(folder), "shard-*.tar.tmp")
         for name in stale:
-            fsio.remove(folder / name)
+            fsio.remove(fsio.join(folder, name))

@@ -4,7 +4,9 @@ A prepared dataset's cache folder is named by its source, options and, for sourc
 files, a fingerprint of the input files (relative path, size, modification time): files added,
 removed or changed give a new folder, prepared afresh. A stream's folder is named by its
 arguments and the dataset's content hash (dataset.json `content_sha256`), so a dataset prepared
-again into the same folder never reuses a stream built from the old data.
+again into the same folder never reuses a stream built from the old data. STREAMSSL_DATA, the
+dataset and the stream folders may be local paths or URIs (`s3://bucket/prefix`, see
+`streamssl.fsio`); the input files a source is prepared from are read where they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -23,8 +26,8 @@ log = logging.getLogger(__name__)
 _DEFAULT_PATHS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("STREAMSSL_DATA", "data"))
+def data_root() -> str:
+    return fsio.absolute(os.environ.get("STREAMSSL_DATA", "data"))
 
 
 def digest(payload: dict) -> str:
@@ -75,7 +78,7 @@ def dataset_key(config: RunConfig) -> dict:
     return key
 
 
-def ensure_dataset(config: RunConfig) -> Path:
+def ensure_dataset(config: RunConfig) -> str:
     """The prepared dataset dir, preparing it on first use (cached by source, options and input files)."""
     from streamssl.errors import renamed
     from streamssl.ingest import prepare
@@ -84,13 +87,13 @@ def ensure_dataset(config: RunConfig) -> Path:
 
     ds = config.dataset
     if ds.dir:
-        out = Path(ds.dir)
+        out = fsio.absolute(ds.dir)
     else:
-        out = data_root() / "datasets" / f"{ds.source}-{digest(dataset_key(config))}"
-    if not (out / "dataset.json").exists():
+        out = fsio.join(data_root(), "datasets", f"{ds.source}-{digest(dataset_key(config))}")
+    if not fsio.exists(fsio.join(out, "dataset.json")):
         log.info("preparing %s into %s", ds.source, out)
         with renamed(key_of_prepare_name):  # prepare names PATH and --flags; here they are pipeline keys
-            prepare(ds.source, ds.path, str(out), strict=ds.strict, **ds.options)
+            prepare(ds.source, ds.path, out, strict=ds.strict, **ds.options)
     check_dataset(config, out)
     return out
 
@@ -103,7 +106,7 @@ def stream_args(config: RunConfig) -> dict:
             "seed": config.seed if s.seed is None else s.seed}
 
 
-def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
+def ensure_stream(config: RunConfig, dataset_dir: str) -> str:
     """The stream dir for this config and dataset content, built on first use (materialized, or
     only indexed under `stream.virtual`)."""
     from streamssl.errors import renamed
@@ -121,10 +124,10 @@ def ensure_stream(config: RunConfig, dataset_dir: Path) -> Path:
         key["columns_sha256"] = columns_sha256(dataset_dir, args["order_by"])  # `streamssl columns` values
     if config.stream.virtual:  # only when set: materialized streams keep their cache folders
         key["virtual"] = True
-    out = dataset_dir / "streams" / f"{args['kind']}-{digest(key)}"
-    if not (out / "stream.json").exists():
+    out = fsio.join(dataset_dir, "streams", f"{args['kind']}-{digest(key)}")
+    if not fsio.exists(fsio.join(out, "stream.json")):
         log.info("%s the %s stream into %s", "indexing" if config.stream.virtual else "materializing",
                  args["kind"], out)
         with renamed(stream_key):  # the planner names its arguments; here they are stream.* keys
-            build_stream(str(dataset_dir), str(out), **args, virtual=config.stream.virtual)
+            build_stream(dataset_dir, out, **args, virtual=config.stream.virtual)
     return out

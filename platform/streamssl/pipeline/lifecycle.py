@@ -8,12 +8,10 @@ and the run can be continued with `--resume`. A second signal stops at once.
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import logging
-import shutil
 import signal
 import threading
-from pathlib import Path
 
 from streamssl import fsio
 from streamssl.errors import StreamSSLError
@@ -34,48 +32,50 @@ class RunInterrupted(StreamSSLError):
     exit_code = 130
 
 
-def read_info(run_dir: Path) -> dict | None:
+def read_info(run_dir: str) -> dict | None:
     """run.json as a dict, or None when there is none (or it is not a JSON object)."""
     try:
-        info = json.loads((Path(run_dir) / RUN_INFO).read_text())
+        info = fsio.read_json(fsio.join(run_dir, RUN_INFO))
     except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
 
-def write_info(run_dir: Path, info: dict) -> None:
-    fsio.write_json(Path(run_dir) / RUN_INFO, info)
+def write_info(run_dir: str, info: dict) -> None:
+    fsio.write_json(fsio.join(run_dir, RUN_INFO), info)
 
 
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
+def checkpoint_dirs(run_dir: str) -> list[str]:
     """Every checkpoint folder of a run: in-process (`checkpoints/`) and Ray Train ones."""
-    found = [*run_dir.glob("checkpoints/pos-*"), *run_dir.glob("ray_train/*/checkpoint_*")]
-    return sorted(p for p in found if p.is_dir())
+    found = fsio.glob(fsio.join(run_dir, "checkpoints"), "pos-*")
+    for launch in fsio.glob(fsio.join(run_dir, "ray_train"), "*"):
+        found += fsio.glob(launch, "checkpoint_*")
+    return sorted(found)
 
 
-def latest_checkpoint(run_dir: Path, world_size: int) -> Path | None:
+def latest_checkpoint(run_dir: str, world_size: int) -> str | None:
     """The newest complete checkpoint of a run, or None; partial ones are skipped."""
     from streamssl.train.checkpoint import latest_complete
 
-    return latest_complete(checkpoint_dirs(Path(run_dir)), world_size)
+    return latest_complete(checkpoint_dirs(run_dir), world_size)
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: str, overwrite: bool) -> None:
     """Refuse an `--out` that would mix a new run into existing files; with `overwrite`, clear a run.
 
     Raises:
         StreamSSLError: `out` is a file, a prepared dataset or stream, another folder that is not
             empty, or a run (naming `--resume` when it can be continued, and `--overwrite`).
     """
-    if out.exists() and not out.is_dir():
+    if fsio.exists(out) and not fsio.is_dir(out):
         raise StreamSSLError(f"--out {out}: is a file, not a directory")
     for marker, what in (("dataset.json", "a prepared dataset"), ("stream.json", "a materialized stream")):
-        if (out / marker).exists():
+        if fsio.exists(fsio.join(out, marker)):
             raise StreamSSLError(f"--out {out}: is {what}; write the run to a new directory")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not fsio.is_dir(out) or not fsio.listdir(out):
         return
     info = read_info(out)
-    if info is None and not (out / "config.yaml").is_file():
+    if info is None and not fsio.is_file(fsio.join(out, "config.yaml")):
         raise StreamSSLError(f"--out {out}: is not empty and holds no streamssl run; choose a new directory")
     if overwrite:
         clear_run(out)
@@ -86,7 +86,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
                          f"pass --overwrite to replace it")
 
 
-def resumable(run_dir: Path, info: dict | None) -> bool:
+def resumable(run_dir: str, info: dict | None) -> bool:
     """Whether `--resume` would continue this run: not completed, and a complete checkpoint exists."""
     if info is not None and info.get("status") == "completed":
         return False
@@ -97,18 +97,20 @@ def resumable(run_dir: Path, info: dict | None) -> bool:
         return False
 
 
-def clear_run(run_dir: Path) -> None:
+def clear_run(run_dir: str) -> None:
     """Remove what a run writes (TensorBoard events and checkpoints included); other files stay."""
+    names = fsio.listdir(run_dir) if fsio.is_dir(run_dir) else []
     for pattern in RUN_OUTPUTS:
-        for path in Path(run_dir).glob(pattern):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
+        for name in fnmatch.filter(names, pattern):
+            path = fsio.join(run_dir, name)
+            if fsio.is_dir(path):
+                fsio.remove_tree(path)
             else:
-                path.unlink(missing_ok=True)
+                fsio.remove(path)
 
 
-def stop_requested(run_dir: Path) -> bool:
-    return (Path(run_dir) / STOP_FILE).exists()
+def stop_requested(run_dir: str) -> bool:
+    return fsio.exists(fsio.join(run_dir, STOP_FILE))
 
 
 class StopOnSignal:
@@ -122,11 +124,11 @@ class StopOnSignal:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir, self.received, self._saved = Path(run_dir), None, {}
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir, self.received, self._saved = str(run_dir), None, {}
 
     def __enter__(self) -> StopOnSignal:
-        (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier run's request is not ours
+        fsio.remove(fsio.join(self.run_dir, STOP_FILE))  # an earlier run's request is not ours
         if threading.current_thread() is threading.main_thread():
             self._saved = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
@@ -134,11 +136,11 @@ class StopOnSignal:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
-        (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # served (or came too late to matter)
+        fsio.remove(fsio.join(self.run_dir, STOP_FILE))  # served (or came too late to matter)
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        fsio.write_text(self.run_dir / STOP_FILE, f"{self.received}\n")
+        fsio.write_text(fsio.join(self.run_dir, STOP_FILE), f"{self.received}\n")
         log.warning("%s: stopping after the current stream batch (send it again to stop at once)", self.received)

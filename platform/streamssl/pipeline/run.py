@@ -4,15 +4,16 @@ Training runs in this process (one CPU worker, fed by Ray Data's ordered stream)
 Train (several workers or a GPU, `train/trainer.py`); both run `train/worker.py`'s `run_worker`
 with the one `WorkerContext` built here. run.json `status` goes `running` -> `completed`, `failed`
 (with `error`, and `failed_state` when a worker saved its learner) or `interrupted` (with
-`resumable`; see pipeline/lifecycle.py).
+`resumable`; see pipeline/lifecycle.py). Every path may be local or a URI (`streamssl.fsio`);
+local paths are made absolute, since Ray workers may run in another working directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -47,7 +48,7 @@ def uses_ray_train(config: RunConfig, trainer: str = "auto") -> bool:
     return config.scaling.num_workers > 1 or config.scaling.use_gpu
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, trainer: str = "auto",
+def run_pipeline(config: RunConfig, run_dir: str | os.PathLike, progress: bool = True, trainer: str = "auto",
                  resume: bool = False, tune: bool = False) -> dict:
     """Run one pipeline end to end into run_dir (resume: from its newest complete checkpoint).
 
@@ -60,7 +61,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
         RunInterrupted: a signal stopped the run (run.json: status interrupted, resumable).
         StreamSSLError: the run failed (run.json: status failed, error).
     """
-    run_dir = Path(run_dir)
+    run_dir = fsio.absolute(run_dir)
     resume_dir = dataset_dir = stream_dir = None
     if resume:
         previous = read_info(run_dir) or {}
@@ -86,7 +87,7 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: bool = True, 
     return info
 
 
-def _with_eval_points(config: RunConfig, stream_dir: Path, info: dict) -> RunConfig:
+def _with_eval_points(config: RunConfig, stream_dir: str, info: dict) -> RunConfig:
     """`eval.points: segments` made stream fractions for the workers (config.yaml keeps the word);
     run.json records the effective learning rate."""
     import dataclasses
@@ -99,14 +100,15 @@ def _with_eval_points(config: RunConfig, stream_dir: Path, info: dict) -> RunCon
     return dataclasses.replace(config, eval=dataclasses.replace(config.eval, points=points))
 
 
-def worker_context(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int, *,
-                   ray_train: bool, progress: bool = True, resume_dir: Path | None = None) -> WorkerContext:
+def worker_context(config: RunConfig, run_dir: str, dataset_dir: str, stream_dir: str, total: int, *,
+                   ray_train: bool, progress: bool = True, resume_dir: str | None = None) -> WorkerContext:
     """The context every worker of this run gets; Ray Train workers add their rank to it."""
     from streamssl.train.trainer import READ_CONCURRENCY, READ_CPUS, worker_cpus
     from streamssl.train.worker import WorkerContext
 
-    paths = {"run_dir": run_dir.resolve(), "dataset_dir": dataset_dir.resolve(), "stream_dir": stream_dir.resolve(),
-             "stop_file": run_dir.resolve() / STOP_FILE, "resume_dir": resume_dir and resume_dir.resolve()}
+    run_dir = fsio.absolute(run_dir)
+    paths = {"run_dir": run_dir, "dataset_dir": fsio.absolute(dataset_dir), "stream_dir": fsio.absolute(stream_dir),
+             "stop_file": fsio.join(run_dir, STOP_FILE), "resume_dir": resume_dir and fsio.absolute(resume_dir)}
     threads = config.learner.threads
     if not ray_train:
         return WorkerContext(**paths, total=total, threads=threads or torch.get_num_threads(),
@@ -123,7 +125,7 @@ def _check_device(config: RunConfig) -> None:
         raise StreamSSLError("scaling.use_gpu=true but no CUDA device is visible")
 
 
-def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) -> tuple[Path, Path, int]:
+def _data(config: RunConfig, dataset_dir: str | None, stream_dir: str | None) -> tuple[str, str, int]:
     """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
     from streamssl.ray_setup import init_ray
     from streamssl.streams import stream_info
@@ -136,7 +138,7 @@ def _data(config: RunConfig, dataset_dir: Path | None, stream_dir: Path | None) 
     return dataset_dir, stream_dir, int(stream_info(stream_dir)["num_samples"])
 
 
-def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path, total: int, fresh: bool) -> dict:
+def _start(config: RunConfig, run_dir: str, dataset_dir: str, stream_dir: str, total: int, fresh: bool) -> dict:
     """Write config.yaml and run.json (status running); a fresh run first clears an earlier one's files."""
     from streamssl.ingest.dataset import dataset_identity
     from streamssl.streams.split import unused_message
@@ -148,8 +150,8 @@ def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path
         log.warning("%s", unused)
     if fresh:
         clear_run(run_dir)  # an earlier run's files (TensorBoard events above all) must not mix in
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with fsio.atomic_path(run_dir / "config.yaml") as tmp:
+    fsio.makedirs(run_dir)
+    with fsio.atomic_path(fsio.join(run_dir, "config.yaml")) as tmp:
         dump(config, tmp)
     info = run_info(config, dataset_dir, class_names(dataset_dir, config.stream.label_column), "running",
                     dataset_id=dataset_identity(dataset_dir), stream_dir=str(stream_dir), stream_samples=total,
@@ -160,7 +162,7 @@ def _start(config: RunConfig, run_dir: Path, dataset_dir: Path, stream_dir: Path
     return info
 
 
-def _resumed_data(run_dir: Path, previous: dict, config: RunConfig) -> tuple[Path | None, Path | None]:
+def _resumed_data(run_dir: str, previous: dict, config: RunConfig) -> tuple[str | None, str | None]:
     """The dataset and stream a run started on (None: not recorded, find them as a new run would).
 
     Refuses to continue on a dataset whose content changed since the run started.
@@ -168,7 +170,7 @@ def _resumed_data(run_dir: Path, previous: dict, config: RunConfig) -> tuple[Pat
     from streamssl.ingest.dataset import dataset_identity
 
     recorded = previous.get("dataset_dir")
-    if not recorded or not (Path(recorded) / "dataset.json").is_file():
+    if not recorded or not fsio.is_file(fsio.join(recorded, "dataset.json")):
         return None, None
     sha = (previous.get("dataset_id") or {}).get("sha256")
     now = dataset_identity(recorded)["sha256"]
@@ -176,10 +178,10 @@ def _resumed_data(run_dir: Path, previous: dict, config: RunConfig) -> tuple[Pat
         raise StreamSSLError(f"--resume {run_dir}: the dataset in {recorded} changed since the run started "
                              f"(content sha256 {sha[:12]}, now {now[:12]}); start a new run")
     stream = previous.get("stream_dir")
-    return Path(recorded), Path(stream) if stream and (Path(stream) / "stream.json").is_file() else None
+    return recorded, stream if stream and fsio.is_file(fsio.join(stream, "stream.json")) else None
 
 
-def _train(config: RunConfig, run_dir: Path, ctx: WorkerContext, info: dict, *, ray_train: bool, progress: bool,
+def _train(config: RunConfig, run_dir: str, ctx: WorkerContext, info: dict, *, ray_train: bool, progress: bool,
            tune: bool) -> dict:
     """Train in this process or through Ray Train; run.json records a failure or a forced stop."""
     stop = contextlib.nullcontext() if tune else StopOnSignal(run_dir)
@@ -191,8 +193,8 @@ def _train(config: RunConfig, run_dir: Path, ctx: WorkerContext, info: dict, *, 
     except KeyboardInterrupt:  # a second signal: stopped at once, wherever it was
         _interrupted(run_dir, info, config, {})
     except Exception as err:
-        saved = sorted(run_dir.glob("failed_state*.pt"))  # failing workers' learners (train/worker.py), rank 0 first
-        _write_failed(run_dir, info, _one_line(err), **({"failed_state": saved[0].name} if saved else {}))
+        saved = fsio.glob(run_dir, "failed_state*.pt")  # failing workers' learners (train/worker.py), rank 0 first
+        _write_failed(run_dir, info, _one_line(err), **({"failed_state": fsio.name(saved[0])} if saved else {}))
         raise
 
 
@@ -217,17 +219,17 @@ def _run_in_process(config: RunConfig, ctx: WorkerContext) -> dict:
     return run_worker(config, ctx, local_sink(ctx.run_dir, config.checkpoint.keep))
 
 
-def find_resume_checkpoint(run_dir: Path, world_size: int) -> Path:
+def find_resume_checkpoint(run_dir: str, world_size: int) -> str:
     """The newest complete checkpoint of a run (in-process or Ray Train); partial ones are skipped."""
-    if not (Path(run_dir) / "config.yaml").is_file():
+    if not fsio.is_file(fsio.join(run_dir, "config.yaml")):
         raise StreamSSLError(f"--resume {run_dir}: no config.yaml (not a run directory?)")
-    found = latest_checkpoint(Path(run_dir), world_size)
+    found = latest_checkpoint(run_dir, world_size)
     if found is None:
         raise StreamSSLError(f"{run_dir}: no complete checkpoint to resume from (set checkpoint.every > 0)")
     return found
 
 
-def _finish(run_dir: Path, info: dict, config: RunConfig) -> None:
+def _finish(run_dir: str, info: dict, config: RunConfig) -> None:
     from streamssl.pipeline.outputs import continual_fields, mirror_to_trackers
     from streamssl.report import write_report
 
@@ -241,13 +243,13 @@ def _finish(run_dir: Path, info: dict, config: RunConfig) -> None:
         write_info(run_dir, info)
 
 
-def _write_failed(run_dir: Path, info: dict, error: str, **extra) -> None:
+def _write_failed(run_dir: str, info: dict, error: str, **extra) -> None:
     info.update(status="failed", error=error, **extra)
     write_info(run_dir, info)
     log.error("run stopped: %s; details in %s", error, run_dir)
 
 
-def _interrupted(run_dir: Path, info: dict, config: RunConfig, summary: dict) -> None:
+def _interrupted(run_dir: str, info: dict, config: RunConfig, summary: dict) -> None:
     """Record a stopped run (resumable when a complete checkpoint exists) and raise RunInterrupted."""
     checkpoint = latest_checkpoint(run_dir, config.scaling.num_workers)
     kept = {k: summary[k] for k in ("samples_seen", "updates") if k in summary}

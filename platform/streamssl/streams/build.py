@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,7 +51,7 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     if not fsio.is_dir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
     # Ray workers may run in another working directory: they get absolute paths
-    dataset_dir, out_dir = os.path.abspath(dataset_dir), os.path.abspath(out_dir)
+    dataset_dir, out_dir = fsio.absolute(dataset_dir), fsio.absolute(out_dir)
     info = load_dataset_info(dataset_dir)
     manifest = read_manifest(dataset_dir, columns=_plan_columns(dataset_dir, order_by) if virtual else None)
     labels = _label_column(manifest, label_column)
@@ -129,7 +128,7 @@ def load_class_order(class_order, names: list[str] | None = None):
             "natural", "random"):
         return class_order
     try:
-        tokens = Path(class_order).read_text().replace(",", " ").split()
+        tokens = fsio.read_text(class_order).replace(",", " ").split()
     except OSError as err:
         raise ConfigError(f"--class-order: cannot read {class_order} ({err.strerror})") from None
     lookup = {name: i for i, name in enumerate(names or [])}
@@ -152,7 +151,7 @@ def _stream_json(index, skipped, names, *, plan, kind, seed, dataset_dir, label_
     classes, first, counts = np.unique(labels, return_index=True, return_counts=True)
     order = np.argsort(first, kind="stable")  # classes in order of first appearance
     return {
-        "kind": kind, "seed": seed, "args": args, "dataset_dir": os.path.abspath(dataset_dir),
+        "kind": kind, "seed": seed, "args": args, "dataset_dir": fsio.absolute(dataset_dir),
         "label_column": label_column, "classes_per_segment": classes_per_segment,
         "num_samples": int(index.num_rows), "planned_samples": int(len(plan)),
         "num_classes": int(len(classes)),

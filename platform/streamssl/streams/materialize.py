@@ -58,7 +58,7 @@ def planned_table(manifest: pd.DataFrame, plan: np.ndarray, root: Path, label_co
 
 def _codes(shards: pd.Series, root: Path) -> tuple[np.ndarray, list[str]]:
     codes, names = pd.factorize(shards, sort=False)
-    return codes.astype(np.int32), [str(root / name) for name in names]
+    return codes.astype(np.int32), [fsio.join(root, name) for name in names]
 
 
 def write_shard(plan_path: str, out_dir: str, shard: int) -> pa.Table:

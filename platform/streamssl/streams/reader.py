@@ -87,7 +87,13 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
         chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
     set_data_context()
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
-                                    num_cpus=num_cpus)
+                                    num_cpus=num_cpus, **_storage_args(stream_dir))
+
+
+def _storage_args(path: str | None = None) -> dict:
+    """Read tasks get the driver's object-store settings: the cluster may have started without them."""
+    env = fsio.storage_env() if path is None or fsio.is_uri(path) else {}
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def _resize_hw(size) -> tuple[int, int] | None:
@@ -199,7 +205,8 @@ def ordered_map(fn: Callable[[int], pa.Table], num_items: int, num_cpus: float =
     """
     set_data_context()
     ds = ray.data.range(num_items, override_num_blocks=num_items)
-    ds = ds.map_batches(partial(_apply_each, fn), batch_size=1, batch_format="numpy", num_cpus=num_cpus)
+    ds = ds.map_batches(partial(_apply_each, fn), batch_size=1, batch_format="numpy", num_cpus=num_cpus,
+                        **_storage_args())
     try:
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1)
     except ray.exceptions.RayError as err:  # a worker died (OOM, killed): one line, not a traceback

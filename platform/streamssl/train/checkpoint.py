@@ -16,7 +16,9 @@ directory, or into per-worker directories that Ray Train merges):
                         each file above
 
 A rank whose manifest is missing, or whose files do not match it, did not finish saving: the
-checkpoint is partial and `latest_complete` skips it. Loading uses `torch.load(weights_only=True)`,
+checkpoint is partial and `latest_complete` skips it. Checkpoints are saved into a local folder
+(the caller uploads it, manifests last) and read from wherever they are, a local path or a URI
+(`streamssl.fsio`). Loading uses `torch.load(weights_only=True)`,
 so a file holding anything other than tensors and plain containers is refused, never unpickled.
 """
 
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamssl import distributed
+from streamssl import distributed, fsio
 from streamssl.errors import StreamSSLError, first_line
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def load_checkpoint(directory: str | os.PathLike, rank: int, learner, *, world_s
         StreamSSLError: the checkpoint is missing, partial or corrupt, holds non-tensor objects,
             was written by a different number of workers, or by an incompatible config.
     """
-    directory = Path(directory)
+    directory = os.fspath(directory)
     manifest = _check_world_size(directory, rank, _world_size(world_size))
     state = _load_file(directory, state_file(rank), manifest)
     _check_fingerprint(directory, state.get("fingerprint", {}), _fingerprint(learner))
@@ -121,10 +123,10 @@ def is_complete(directory: str | os.PathLike, world_size: int, *, verify: bool =
     Raises:
         StreamSSLError: a manifest there was written by a run with a different number of workers.
     """
-    return _incomplete_reason(Path(directory), world_size, verify) is None
+    return _incomplete_reason(os.fspath(directory), world_size, verify) is None
 
 
-def latest_complete(checkpoint_dirs: list[Path], world_size: int, *, verify: bool = False) -> Path | None:
+def latest_complete(checkpoint_dirs: list[str], world_size: int, *, verify: bool = False) -> str | None:
     """The complete checkpoint furthest along the stream; partial ones are skipped with a warning.
 
     Args:
@@ -140,32 +142,32 @@ def latest_complete(checkpoint_dirs: list[Path], world_size: int, *, verify: boo
         StreamSSLError: a checkpoint was written by a run with a different number of workers.
     """
     complete = []
-    for directory in map(Path, checkpoint_dirs):
+    for directory in map(os.fspath, checkpoint_dirs):
         reason = _incomplete_reason(directory, world_size, verify)
         if reason is not None:
             log.warning("skipping partial checkpoint %s: %s", directory, reason)
             continue
-        complete.append((_read_manifest(directory, 0)["batches"], str(directory), directory))
+        complete.append((_read_manifest(directory, 0)["batches"], directory, directory))
     return max(complete)[2] if complete else None
 
 
-def _incomplete_reason(directory: Path, world_size: int, verify: bool) -> str | None:
-    if not directory.is_dir():
+def _incomplete_reason(directory: str, world_size: int, verify: bool) -> str | None:
+    if not fsio.is_dir(directory):
         return "not a directory"
-    for marker in sorted(directory.glob("rank*.done")):  # a mismatch is an error, not a partial save
-        _check_world_size(directory, int(marker.name[4:-5]), world_size)
+    for marker in fsio.glob(directory, "rank*.done"):  # a mismatch is an error, not a partial save
+        _check_world_size(directory, int(fsio.name(marker)[4:-5]), world_size)
     for rank in range(world_size):
         manifest = _read_manifest(directory, rank)
         if manifest is None:
             return f"rank {rank} has no {marker_file(rank)}"
         for name, meta in manifest["files"].items():
-            problem = _file_problem(directory / name, meta, verify)
+            problem = _file_problem(fsio.join(directory, name), meta, verify)
             if problem:
                 return problem
     return None
 
 
-def _check_world_size(directory: Path, rank: int, world_size: int) -> dict:
+def _check_world_size(directory: str, rank: int, world_size: int) -> dict:
     manifest = _read_manifest(directory, rank)
     if manifest is None:
         raise StreamSSLError(f"no complete checkpoint for rank {rank} in {directory} ({marker_file(rank)} missing)")
@@ -175,11 +177,11 @@ def _check_world_size(directory: Path, rank: int, world_size: int) -> dict:
     return manifest
 
 
-def _read_manifest(directory: Path, rank: int) -> dict | None:
-    """The rank's manifest; None when missing (os.replace makes it whole or absent)."""
-    path = directory / marker_file(rank)
+def _read_manifest(directory: str, rank: int) -> dict | None:
+    """The rank's manifest; None when missing (atomic writes make it whole or absent)."""
+    path = fsio.join(directory, marker_file(rank))
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(fsio.read_text(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
@@ -189,25 +191,25 @@ def _read_manifest(directory: Path, rank: int) -> dict | None:
     return manifest
 
 
-def _file_problem(path: Path, meta: dict, verify: bool) -> str | None:
+def _file_problem(path: str, meta: dict, verify: bool) -> str | None:
     try:
-        size = path.stat().st_size
+        size = fsio.size(path)
     except FileNotFoundError:
-        return f"{path.name} is missing"
+        return f"{fsio.name(path)} is missing"
     if size != meta["bytes"]:
-        return f"{path.name} has {size} bytes, its manifest says {meta['bytes']}"
+        return f"{fsio.name(path)} has {size} bytes, its manifest says {meta['bytes']}"
     if verify and _sha256(path) != meta["sha256"]:
-        return f"{path.name} does not match its manifest's SHA-256"
+        return f"{fsio.name(path)} does not match its manifest's SHA-256"
     return None
 
 
-def _load_file(directory: Path, name: str, manifest: dict):
-    path = directory / name
+def _load_file(directory: str, name: str, manifest: dict):
+    path = fsio.join(directory, name)
     problem = _file_problem(path, manifest["files"][name], verify=True)
     if problem:
         raise StreamSSLError(f"checkpoint {directory} is corrupt: {problem}")
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        return fsio.torch_load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:  # weights_only refuses classes it does not know
         raise StreamSSLError(f"checkpoint file {path} holds objects other than tensors and plain containers; "
                              f"refusing to unpickle them ({first_line(err)})") from err
@@ -227,9 +229,9 @@ def _write_atomic(path: Path, write) -> dict:
     return {"bytes": path.stat().st_size, "sha256": digest}
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with fsio.open_input(path) as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()

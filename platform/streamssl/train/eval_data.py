@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from streamssl import fsio
 from streamssl.augment import to_model_input
 from streamssl.config import RunConfig
 from streamssl.errors import ConfigError
@@ -61,8 +62,8 @@ def eval_rows(config: RunConfig, dataset_dir: Path) -> dict[str, tuple[Path, pd.
         raise ConfigError(f"eval.val_samples: the train split's {len(train)} samples all went to the kNN memory "
                           f"(eval.memory_samples {ev.memory_samples}); lower it, or set eval.val_samples=0")
     val = choose_rows(rest, ev.val_samples, seed + 2) if ev.val_samples else rest.iloc[:0]
-    test_dir = dataset_dir / "test"
-    if (test_dir / "dataset.json").exists():
+    test_dir = fsio.join(dataset_dir, "test")
+    if fsio.exists(fsio.join(test_dir, "dataset.json")):
         test = choose_rows(read_manifest(test_dir), ev.test_samples, seed + 1)
     else:
         test_dir, test = dataset_dir, choose_rows(rest.drop(index=val.index), ev.test_samples, seed + 1)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from streamssl import distributed
 from streamssl.augment import to_model_input
 from streamssl.compute import ComputeMeter
 from streamssl.config import RunConfig
@@ -158,7 +159,9 @@ def _consume(learner: Learner, batch: dict, state: LoopState, logger, total: int
     state.batches += 1
     # the ranks consume W stream batches per step; "rows" counts samples dropped as undecodable too
     state.samples_seen += batch.get("rows", len(labels)) * world_size
-    for c, n in zip(*np.unique(labels.numpy(), return_counts=True)):
+    # every rank counts every rank's labels: seen-class accuracy needs the whole stream's classes
+    shown = labels if world_size == 1 else distributed.all_gather_varlen(labels)[0]
+    for c, n in zip(*np.unique(shown.numpy(), return_counts=True)):
         state.class_seen_counts[int(c)] = state.class_seen_counts.get(int(c), 0) + int(n)
     for result in results:
         _log_update(logger, result, state.samples_seen, total)

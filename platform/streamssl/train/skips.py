@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamssl import fsio
 from streamssl.errors import DataError
 
 log = logging.getLogger("streamssl.skips")
@@ -42,7 +43,7 @@ class StreamSkips:
     def __init__(self, records: list, stream_dir: Path, dataset_dir: Path, strict: bool) -> None:
         from streamssl.streams import stream_info
 
-        self.records, self.dataset_dir, self.strict = records, Path(dataset_dir), strict
+        self.records, self.dataset_dir, self.strict = records, str(dataset_dir), strict
         self.shard_size = int(stream_info(str(stream_dir)).get("shard_size") or 0)
 
     def filter(self, batches: Iterable[dict]) -> Iterator[dict]:
@@ -93,11 +94,9 @@ def resolve_shards(records: list[dict], dataset_dir: Path) -> list[dict]:
     stream = [r for r in records if r.get("where") == "stream" and "stream_shard" not in r]
     if not stream:
         return records
-    import pyarrow.parquet as pq
-
     keys = sorted({r["key"] for r in stream})
-    table = pq.read_table(Path(dataset_dir) / "manifest.parquet", columns=["key", "shard"],
-                          filters=[("key", "in", keys)])
+    table = fsio.read_table(fsio.join(dataset_dir, "manifest.parquet"), columns=["key", "shard"],
+                            filters=[("key", "in", keys)])
     source = dict(zip(table["key"].to_pylist(), table["shard"].to_pylist()))
     for r in stream:
         r["stream_shard"], r["shard"] = r["shard"], source.get(r["key"], r["shard"])

@@ -43,17 +43,17 @@ class WorkerContext:
     `resume_dir`, after a worker failure) with `dataclasses.replace`.
     """
 
-    run_dir: Path
-    dataset_dir: Path
-    stream_dir: Path
+    run_dir: str  # a local path or a URI (streamssl.fsio), as are the other paths here
+    dataset_dir: str
+    stream_dir: str
     total: int  # samples in the whole stream
     world: int = 1
     rank: int = 0
     threads: int = 1  # torch intra-op threads of this worker
     use_gpu: bool = False
     progress: bool = True  # this worker draws a progress bar (rank 0 only)
-    resume_dir: Path | None = None  # a complete checkpoint to start from
-    stop_file: Path | None = None  # its existence asks every worker to stop after the current stream batch
+    resume_dir: str | None = None  # a complete checkpoint to start from
+    stop_file: str | None = None  # its existence asks every worker to stop after the current stream batch
     read_cpus: float | None = None  # logical CPUs per stream read task (Ray Train: a fraction)
     read_concurrency: int | None = None  # read tasks at once (None: as many as CPUs allow)
 
@@ -138,7 +138,7 @@ def _learn(config: RunConfig, ctx: WorkerContext, learner: Learner, state: LoopS
 
 
 def _save_failed_state(learner: Learner, ctx: WorkerContext) -> None:
-    path = ctx.run_dir / failed_state_file(ctx.rank)
+    path = fsio.join(ctx.run_dir, failed_state_file(ctx.rank))
     with fsio.atomic_path(path) as tmp:
         torch.save(learner.state_dict(), tmp)
     log.error("rank %d: training failed; its learner's state is in %s", ctx.rank, path)
@@ -155,26 +155,26 @@ def stop_check(ctx: WorkerContext) -> Callable[[], bool]:
     device = ctx.device
 
     def check() -> bool:
-        asked = ctx.stop_file is not None and ctx.stop_file.exists()
+        asked = ctx.stop_file is not None and fsio.exists(ctx.stop_file)
         mine = torch.tensor([1.0 if asked else 0.0], device=device)
         return bool(distributed.all_reduce_mean(mine).item() > 0) if ctx.world > 1 else bool(mine.item())
 
     return check
 
 
-def _metrics_up_to(run_dir: Path, samples_seen: int) -> pd.DataFrame | None:
-    path = run_dir / "metrics.parquet"
-    if not path.exists():
+def _metrics_up_to(run_dir: str, samples_seen: int) -> pd.DataFrame | None:
+    path = fsio.join(run_dir, "metrics.parquet")
+    if not fsio.exists(path):
         return None
-    frame = pd.read_parquet(path)
+    frame = fsio.read_dataframe(path)
     return frame[frame.samples_seen <= samples_seen].reset_index(drop=True)
 
 
 def _write_outputs(learner: Learner, ctx: WorkerContext) -> None:
     keys = list(learner.buffer.keys)
-    fsio.write_text(ctx.run_dir / f"buffer_keys.rank{ctx.rank}.json", json.dumps(keys))
+    fsio.write_text(fsio.join(ctx.run_dir, f"buffer_keys.rank{ctx.rank}.json"), json.dumps(keys))
     if ctx.rank == 0:
-        with fsio.atomic_path(ctx.run_dir / "model.pt") as tmp:
+        with fsio.atomic_path(fsio.join(ctx.run_dir, "model.pt")) as tmp:
             torch.save({"method": learner.method.state_dict()}, tmp)
         write_backbone(ctx.run_dir, learner.method)  # the backbone alone, for torchvision/timm (export.py)
 
@@ -269,24 +269,27 @@ def eval_metrics(evals: list, total: int, updates: int) -> dict:
     return out
 
 
-def local_sink(run_dir: Path, keep: int) -> Sink:
-    """In-process checkpoints: RUN_DIR/checkpoints/pos-NNNNNNNNNNNN (stream position), the newest `keep` kept."""
-    root = run_dir / "checkpoints"
+def local_sink(run_dir: str, keep: int) -> Sink:
+    """In-process checkpoints: RUN_DIR/checkpoints/pos-NNNNNNNNNNNN (stream position), the newest `keep` kept.
+
+    The rank files are saved into a local folder first: on a local disk it is renamed into place
+    (whole or not at all); for a URI it is uploaded, manifests last (complete once they exist).
+    """
+    root = fsio.join(run_dir, "checkpoints")
 
     def sink(save: Callable[[Path], None], metrics: dict) -> None:
-        with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+        target = fsio.join(root, f"pos-{metrics['samples_seen']:012d}")
+        staging = fsio.cache_dir("uploads") if fsio.is_uri(run_dir) else run_dir
+        fsio.makedirs(staging)
+        with tempfile.TemporaryDirectory(dir=staging) as tmp:
             save(Path(tmp))
-            target = root / f"pos-{metrics['samples_seen']:012d}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Path(tmp).rename(target)  # appears whole or not at all
-            Path(tmp).mkdir()  # TemporaryDirectory cleans up a folder at its path
-        for old in sorted(root.glob("pos-*"))[:-keep]:
-            _remove_tree(old)
+            if fsio.is_uri(target):
+                fsio.upload_tree(tmp, target, last=("rank*.done",))
+            else:
+                fsio.makedirs(root)
+                Path(tmp).rename(target)
+                Path(tmp).mkdir()  # TemporaryDirectory cleans up a folder at its path
+        for old in fsio.glob(root, "pos-*")[:-keep]:
+            fsio.remove_tree(old)
 
     return sink
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
