@@ -24,9 +24,7 @@ EMP = CropParams(crops=4, size=32)
 TWO_VIEW = CropParams.two_view(32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def _gen(seed=0):

@@ -250,3 +250,35 @@ def test_distributed_dedup_of_near_ties_is_the_float64_greedy_on_every_rank(tmp_
     assert results[0]["removed_ids"] == results[1]["removed_ids"]
     # removal order holds within each rank's list: the 1e-4 gaps are decided as float64 decides them
     assert results[0]["removed_ids"] == per_rank
+
+
+# ---------------------------------------------------------------- seen classes: every rank's labels
+
+
+class _NoLearner:
+    """The loop's view of a learner that trains nothing (only the label bookkeeping is under test)."""
+
+    device = torch.device("cpu")
+    last_loss = None
+
+    def observe(self, images, keys, labels):
+        return []
+
+
+def _seen_counts_on_rank(rank: int) -> dict:
+    import numpy as np
+
+    from streamssl.config import RunConfig
+    from streamssl.train.loop import LoopState, _consume
+
+    labels = [0, 0, 1] if rank == 0 else [2, 2]  # rank 1 alone sees class 2
+    batch = {"image": np.zeros((len(labels), 8, 8, 3), np.uint8), "label": labels,
+             "key": [f"r{rank}-{i}" for i in range(len(labels))]}
+    state = LoopState()
+    _consume(_NoLearner(), batch, state, logger=None, total=10, config=RunConfig(), world_size=WORLD)
+    return state.class_seen_counts
+
+
+def test_seen_classes_count_every_ranks_labels(tmp_path):
+    results = _spawn(_seen_counts_on_rank, tmp_path)
+    assert results[0] == results[1] == {0: 2, 1: 1, 2: 2}

@@ -3,6 +3,7 @@ the CSV, stability minima, segment-end evaluation points, and the writer on a re
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,7 @@ def test_the_report_tabulates_bwt_fwt_and_links_the_heatmap(tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     info.update(method="imai", stream="seq", seed=0, status="completed", **write_continual(run_dir))
     (run_dir / "run.json").write_text(json.dumps(info))
-    text = write_report([run_dir], tmp_path / "report").read_text()
+    text = Path(write_report([run_dir], tmp_path / "report")).read_text()
     section = text[text.index("## Continual-learning metrics"):]
     assert "| `run` | imai | seq | 0 | -17.50 | +5.00 | 25.0, 70.0, 80.0 |" in section
     assert "![segment matrix: run](../run/segment_matrix.png)" in section

@@ -1,6 +1,8 @@
 """Representation health: the pure measures against naive numpy, the crops of every method, and
 the report's health table and figure."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -96,7 +98,7 @@ def _health_run(run_dir, method: str, values: list[tuple[float, float]]) -> None
 def test_report_has_a_health_table_and_figure(tmp_path):
     _health_run(tmp_path / "a", "imai", [(0.42, 30.0), (0.2, 20.0), (0.055, 12.5)])
     _health_run(tmp_path / "b", "empssl", [(0.42, 30.0), (0.55, 40.0)])
-    report = write_report([tmp_path / "a", tmp_path / "b"], tmp_path / "out").read_text()
+    report = Path(write_report([tmp_path / "a", tmp_path / "b"], tmp_path / "out")).read_text()
     assert "## Representation health" in report and "![representation health](health.png)" in report
     assert "| `a` | imai | seq | 0 | 0.420 | 0.055 | 30.000 | 12.500 |" in report
     assert "| `b` | empssl | seq | 0 | 0.420 | 0.550 | 30.000 | 40.000 |" in report

@@ -2,6 +2,7 @@
 by torchvision itself with strict=True, and loaded back into a backbone (`model.init_from`)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_resnet_exports_load_strictly_into_torchvision_and_compute_the_same_feat
     holder = Holder(name).eval()
     run_dir = make_run(tmp_path, name)
     written = write_backbone(run_dir, holder)
-    assert written == run_dir / "backbone.pt"
+    assert Path(written) == run_dir / "backbone.pt"
     done = export_backbone(run_dir, tmp_path / "out.pt")
     assert done["format"] == "torchvision" and done["samples_seen"] is None
     net = torchvision_twin(name)

@@ -16,9 +16,7 @@ from streamssl.validation import STREAM_KINDS
 SMOKE = "pipelines/smoke.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def tiny_config(method: str, **extra):

@@ -59,10 +59,10 @@ def test_report_lists_each_warning_once_with_its_runs(tmp_path):
     message = operating_warnings(smoke("method.crops=4"))[0]
     runs = [_run_dir(tmp_path / f"imai-{seed}", "imai", [message]) for seed in range(2)]
     runs.append(_run_dir(tmp_path / "empssl", "empssl", []))
-    text = write_report(runs, tmp_path / "report").read_text()
+    text = Path(write_report(runs, tmp_path / "report")).read_text()
     section = text.split("## Warnings\n\n", 1)[1].split("\n\n", 1)[0]
     assert section == f"- `imai` (2 of 3 runs): {message}"
-    clean = write_report(runs[2:], tmp_path / "clean").read_text()
+    clean = Path(write_report(runs[2:], tmp_path / "clean")).read_text()
     assert "## Warnings" not in clean
 
 

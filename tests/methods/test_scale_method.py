@@ -9,10 +9,7 @@ from streamssl.methods import method_params
 from streamssl.resolve import build_method
 from streamssl.train.learner import Learner
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def smoke(*overrides):

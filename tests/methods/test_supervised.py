@@ -15,9 +15,7 @@ from streamssl.train.learner import Learner
 SMOKE = "pipelines/smoke.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def _config(**extra):

@@ -32,9 +32,7 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def make(overrides):

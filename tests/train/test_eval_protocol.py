@@ -17,10 +17,7 @@ from streamssl.train.learner import Learner
 from streamssl.train.loop import run_loop
 from streamssl.train.replay import total_updates
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def test_eval_input_is_the_training_normalization_of_the_uncropped_image():

@@ -5,10 +5,7 @@ from streamssl import resolve
 from streamssl.errors import ConfigError
 from streamssl.train.learner import Learner
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def batch(i, b=16):

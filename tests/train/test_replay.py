@@ -7,10 +7,7 @@ from streamssl import resolve
 from streamssl.train.learner import Learner
 from streamssl.train.replay import SCHEDULES, total_updates
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.single_thread
 
 
 def test_only_accv_trains_on_the_stream_rows():

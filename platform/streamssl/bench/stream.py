@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="streamssl-bench-") as tmp:
         for fmt, n, size in (("png", args.png, 32), ("jpg", args.jpeg, 256)):
             _report_read(*_bench_streams(tmp, fmt, n, size), fmt, size, args.repeats)
-        print("    S3 (loopback server): not measured here; it needs fsio's s3:// support, whose branch "
-              "is not in this tree (rerun this bench once it is)")
+        _report_s3(os.path.join(tmp, "jpg-data"), args.repeats)
         if not args.skip_plan:
             _report_plan(tmp, args.plan_samples, args.plan_classes)
             _report_first_batch(tmp, os.path.join(tmp, "jpg-data"), args.plan_samples, args.plan_classes)
@@ -232,6 +231,45 @@ def _report_read(stream_dir: str, virtual_dir: str, fmt: str, size: int, repeats
     scaling = ", ".join(f"{c}: {n / _time_ray(stream_dir, c)[0]:,.0f}" for c in levels)
     batched = ", ".join(f"{c}: {n / _time_ray(stream_dir, c, 256, 256)[0]:,.0f}" for c in levels)
     print(f"    read tasks at once ({cpus} CPUs) -> img/s as read: {scaling}; in aligned batches of 256: {batched}")
+
+
+def _report_s3(local_data: str, repeats: int) -> None:
+    """Virtual vs materialized reads with dataset and streams in a loopback S3 server (moto)."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("    S3 (loopback server): skipped, moto is not installed (pip install 'moto[server]')")
+        return
+    import boto3
+
+    from streamssl.streams.build import build_stream
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in _S3_ENV}
+    try:
+        host, port = server.get_host_and_port()
+        os.environ.update({**_S3_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+        boto3.client("s3").create_bucket(Bucket="bench")
+        data, real, virtual = "s3://bench/data", "s3://bench/seq", "s3://bench/seq-virtual"
+        fsio.upload_tree(local_data, data, last=("dataset.json",))
+        build_stream(data, real, kind="seq", shard_size=1000, progress=False)
+        build_stream(data, virtual, kind="seq", progress=False, virtual=True)
+        best = {name: min(_time_ray(path)[0] for _ in range(repeats)) for name, path in
+                (("materialized", real), ("virtual", virtual))}
+        n = int(fsio.read_json(fsio.join(real, "stream.json"))["num_samples"])
+        print(f"    S3 (loopback moto server, same JPEG dataset, best of {repeats}): materialized "
+              f"{n / best['materialized']:,.0f} img/s, virtual {n / best['virtual']:,.0f} img/s "
+              f"({best['materialized'] / best['virtual']:.2f}x the materialized read)")
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+        for k in (k for k, v in saved.items() if v is None):
+            os.environ.pop(k, None)
+        server.stop()
+
+
+_S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": ""}
 
 
 def _report_plan(tmp: str, num_samples: int, num_classes: int) -> None:

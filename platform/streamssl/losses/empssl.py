@@ -27,16 +27,21 @@ def cosine_to_mean_loss(z: torch.Tensor) -> torch.Tensor:
         return -F.cosine_similarity(z, z.mean(dim=0, keepdim=True), dim=-1).mean()
 
 
-def empssl_loss(z: torch.Tensor, lambda_sim: float = 200.0, lambda_tcr: float = 1.0,
-                eps: float = 0.2) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """lambda_sim * cosine_to_mean_loss(z) + lambda_tcr * tcr_loss(z, eps).
+def empssl_loss(z: torch.Tensor, lambda_sim: float = 200.0, lambda_tcr: float = 1.0, eps: float = 0.2,
+                all_crops: torch.Tensor | None = None, sim_weight: float = 1.0
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """lambda_sim * sim_weight * cosine_to_mean_loss(z) + lambda_tcr * tcr_loss(all_crops, eps).
 
     Args:
         z: (N, b, d) L2-normalized projections of N crops of b images.
+        all_crops: the crops TCR sees: every worker's (N, sum b, d) under data parallelism
+            (`distributed.gather_crops`); None: z.
+        sim_weight: this worker's share of the global batch, so the summed gradients of the
+            per-worker invariance terms equal the single-process one.
 
     Returns:
-        (scalar loss, {"sim": unweighted cosine term, "tcr": unweighted TCR term}, both detached).
+        (scalar loss, {"sim": weighted cosine term, "tcr": unweighted TCR term}, both detached).
     """
-    sim = cosine_to_mean_loss(z)
-    tcr = tcr_loss(z, eps)
+    sim = sim_weight * cosine_to_mean_loss(z)
+    tcr = tcr_loss(z if all_crops is None else all_crops, eps)
     return lambda_sim * sim + lambda_tcr * tcr, {"sim": sim.detach(), "tcr": tcr.detach()}

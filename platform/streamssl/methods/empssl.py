@@ -11,7 +11,7 @@ import torch
 
 from streamssl import distributed
 from streamssl.checks import in_range
-from streamssl.losses import cosine_to_mean_loss, tcr_loss
+from streamssl.losses import empssl_loss
 from streamssl.methods.base import StepOutput
 from streamssl.methods.multicrop import MultiCropMethod, MultiCropParams
 
@@ -33,7 +33,5 @@ class EMPSSL(MultiCropMethod):
         p = self.params
         z = self.project_crops(images, generator)  # (N, B, proj_dim)
         g = distributed.gather_crops(z)  # TCR over every worker's batch; identity at W = 1
-        sim = g.weight * cosine_to_mean_loss(z)
-        tcr = tcr_loss(g.crops, eps=p.eps)
-        loss = p.lambda_sim * sim + p.lambda_tcr * tcr
-        return StepOutput(loss, self.features_from(z), {"sim": sim.item(), "tcr": tcr.item()})
+        loss, parts = empssl_loss(z, p.lambda_sim, p.lambda_tcr, p.eps, all_crops=g.crops, sim_weight=g.weight)
+        return StepOutput(loss, self.features_from(z), {name: v.item() for name, v in parts.items()})

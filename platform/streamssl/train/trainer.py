@@ -96,13 +96,15 @@ def _report_sink(save, metrics: dict) -> None:
 
 
 def _write_pid(run_dir: str, rank: int) -> None:
-    """Worker PIDs, for operators (and the fault-tolerance test) to find a worker to
+    """Worker PIDs and Ray node ids, for operators (and the fault-tolerance test) to find a worker to
     stop, and the workers' placement group, which a Tune driver releases when it stops the trial
     early. They go to the run's storage, which the driver reads wherever the worker ran."""
+    import ray
     import ray.util
 
     folder = fsio.join(run_dir, "workers")
     fsio.write_text(fsio.join(folder, f"rank{rank}.pid"), str(os.getpid()))
+    fsio.write_text(fsio.join(folder, f"rank{rank}.node"), ray.get_runtime_context().get_node_id())
     group = ray.util.get_current_placement_group()
     if group is not None:
         fsio.write_text(fsio.join(folder, f"rank{rank}.placement_group"), group.id.hex())
