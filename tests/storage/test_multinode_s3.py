@@ -18,6 +18,7 @@ import pytest
 from multinode import running_cluster
 from streamssl import fsio
 from streamssl.cli import main
+from streamssl.pipeline.lifecycle import checkpoint_dirs
 
 MICRO = ["method.crops=2", "learner.threads=1", "eval.points=[0,1]", "checkpoint.every=1", "checkpoint.keep=10",
          "eval.linear=off", "scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "learner.stream_batch=16"]
@@ -38,7 +39,7 @@ def _node_cwds(address: str) -> set[str]:
         import os, ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-        cwd = ray.remote(num_cpus=0)(os.getcwd)
+        cwd = ray.remote(num_cpus=0)(lambda: os.getcwd())
         print(sorted(ray.get([cwd.options(scheduling_strategy=On(n["NodeID"], soft=False)).remote()
                               for n in ray.nodes() if n["Alive"]])))
     """)
@@ -66,7 +67,7 @@ def test_two_nodes_share_nothing_but_the_bucket(s3_bucket, tmp_path, request):
         ranks = {fsio.read_text(fsio.join(run, "workers", f"rank{r}.node")) for r in range(2)}
         assert len(ranks) == 2  # one worker on each node
         assert "128/128" in first.stderr  # the driver's bar, fed through a Ray actor
-        checkpoints = fsio.glob(fsio.join(run, "checkpoints"), "pos-*")
+        checkpoints = checkpoint_dirs(run)  # Ray Train's, under RUN_DIR/ray_train/ in the bucket
         assert len(checkpoints) == 4
         assert all(fsio.exists(fsio.join(c, f"rank{r}.done")) for c in checkpoints for r in range(2))
 

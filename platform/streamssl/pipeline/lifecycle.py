@@ -49,7 +49,8 @@ def checkpoint_dirs(run_dir: str) -> list[str]:
     """Every checkpoint folder of a run: in-process (`checkpoints/`) and Ray Train ones."""
     found = fsio.glob(fsio.join(run_dir, "checkpoints"), "pos-*")
     for launch in fsio.glob(fsio.join(run_dir, "ray_train"), "*"):
-        found += fsio.glob(launch, "checkpoint_*")
+        # Ray Train keeps checkpoint_manager_snapshot.json beside its checkpoint_<time> folders
+        found += [c for c in fsio.glob(launch, "checkpoint_*") if not c.endswith(".json")]
     return sorted(found)
 
 
