@@ -163,7 +163,7 @@ def transfer_eval(model: Model, dataset_dir: str | Path, *, seed: int = 0, bn: s
     suffix = " bn=recalibrated" if bn == "recalibrate" else ""
     results = _scores(memory, test, data, config, linear, suffix)
     return {"source": model.source, "backbone": model.name, "image_size": config.model.image_size,
-            "read_size": config.model.read_size, "dataset": str(dataset_dir.resolve()),
+            "read_size": config.model.read_size, "dataset": fsio.absolute(dataset_dir),
             "dataset_id": dataset_identity(dataset_dir), "num_classes": data.num_classes, "seed": seed, "bn": bn,
             "memory_samples": len(data.memory), "test_samples": len(data.test), "test_origin": data.test_origin,
             "skipped": data.skipped, "results": results}
