@@ -105,18 +105,36 @@ def s3_server():
     server.stop()
 
 
-@pytest.fixture
-def s3_bucket(s3_server, monkeypatch):
-    """A fresh bucket on the loopback server, the AWS_* variables pointing at it; yields "s3://NAME"."""
+def _new_bucket(server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     import uuid
 
     import boto3
 
-    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    env = {"AWS_ENDPOINT_URL": server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_REGION": "us-east-1"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     name = f"streamssl-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server, region_name=env["AWS_REGION"], aws_access_key_id="testing",
+    boto3.client("s3", endpoint_url=server, region_name=env["AWS_REGION"], aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the loopback server, the AWS_* variables pointing at it; yields "s3://NAME"."""
+    return _new_bucket(s3_server, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_monkeypatch():
+    """A MonkeyPatch for module-scoped fixtures, undone after the module's last test."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def s3_module_bucket(s3_server, module_monkeypatch):
+    """`s3_bucket` for a whole test module: what one test writes there (a prepared dataset) serves the next."""
+    return _new_bucket(s3_server, module_monkeypatch)

@@ -57,17 +57,17 @@ def snapshot_path(run_dir: str | Path, samples_seen: int) -> str:
     return fsio.join(run_dir, SNAPSHOT_DIR, f"backbone-{int(samples_seen):012d}.pt")
 
 
-def write_backbone(run_dir: str | Path, method: nn.Module, at: int | None = None) -> str:
+def write_backbone(run_dir: str | Path, method: nn.Module, at: int | None = None) -> Path | str:
     """Save the method's backbone as RUN_DIR/backbone.pt, or with `at` (samples seen) as that
     evaluation point's snapshot; atomically, so a reader never sees half a file.
 
     Returns:
-        The path written.
+        The path written (a Path; a URI as str).
     """
     path = fsio.join(run_dir, BACKBONE_FILE) if at is None else snapshot_path(run_dir, at)
     with fsio.atomic_path(path) as tmp:
         torch.save(backbone_state(method), tmp)
-    return path
+    return fsio.as_path(path)
 
 
 def snapshots(run_dir: str | Path) -> list[tuple[int, str]]:
@@ -223,19 +223,19 @@ def resolve_backbone_file(path: str | Path, arg: str = "model.init_from") -> str
     return path
 
 
-def load_backbone_into(backbone: nn.Module, path: str | Path, arg: str = "model.init_from") -> str:
+def load_backbone_into(backbone: nn.Module, path: str | Path, arg: str = "model.init_from") -> Path | str:
     """Load a backbone file (or a run dir's backbone) into `backbone`, strictly: every parameter and
     buffer must match in name and shape, so a backbone of another architecture is refused.
 
     Returns:
-        The file loaded.
+        The file loaded (a Path; a URI as str).
 
     Raises:
         ConfigError: no such file or run, not a state dict, or names / shapes that do not match (`arg: ...`).
     """
     path = resolve_backbone_file(path, arg)
     load_state_strict(backbone, read_state(path, arg), path, arg)
-    return path
+    return fsio.as_path(path)
 
 
 def load_state_strict(backbone: nn.Module, state: dict, where, arg: str) -> None:

@@ -59,6 +59,12 @@ def absolute(path: PathLike) -> str:
     return text if is_uri(text) else os.path.abspath(os.path.expanduser(text))
 
 
+def as_path(path: PathLike) -> Path | str:
+    """A local path as a pathlib.Path (for callers that keep using pathlib), a URI as its string."""
+    text = os.fspath(path)
+    return text if is_uri(text) else Path(text)
+
+
 def name(path: PathLike) -> str:
     """The last component of a path or URI."""
     return os.path.basename(os.fspath(path).rstrip("/"))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamssl.errors import StreamSSLError, first_line
+from streamssl.filesystems import is_uri
 
 if TYPE_CHECKING:
     from streamssl.config import RunConfig
@@ -123,8 +124,8 @@ def run_dir_arg(out: str | None, job_id: str) -> str:
     """The --out argument as shell text: an absolute cluster path, or $STREAMSSL_RUNS/JOB_ID."""
     if out is None:
         return f'"${{STREAMSSL_RUNS:-{DEFAULT_RUNS}}}"/{shlex.quote(job_id)}'
-    if not out.startswith("/"):
-        raise StreamSSLError(f"--out {out}: must be an absolute path on the cluster's shared storage "
+    if not out.startswith("/") and not is_uri(out):  # a URI names the same place from every node
+        raise StreamSSLError(f"--out {out}: must be an absolute path on the cluster's shared storage or a URI "
                              "(a relative path would land in the job's temporary working directory)")
     return shlex.quote(out)
 

@@ -17,16 +17,6 @@ MICRO = ["method.crops=2", "learner.threads=1", "eval.points=[0,1]", "checkpoint
          "eval.linear=off"]
 
 
-@pytest.fixture
-def bare_cwd(tmp_path, monkeypatch):
-    """An empty working directory whose only allowed entry is the cache."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("STREAMSSL_CACHE", str(cwd / "cache"))
-    return cwd
-
-
 def test_the_whole_path_runs_on_object_storage(s3_bucket, bare_cwd, request):
     pipeline = str(request.config.rootpath / "pipelines" / "smoke.yaml")
     data, stream, run = (fsio.join(s3_bucket, name) for name in ("ds", "streams/seq", "runs/r1"))

@@ -31,17 +31,18 @@ def main(args: argparse.Namespace) -> int:
         return _remote(spec, args)
     if not args.out:
         raise StreamSSLError("experiment needs --out DIR (the experiment directory)")
-    return run_and_report(spec, Path(args.out), args.resume, progress=not args.no_progress)
+    return run_and_report(spec, args.out, args.resume, progress=not args.no_progress)
 
 
-def run_and_report(spec, out: Path, resume: bool, progress: bool = True) -> int:
+def run_and_report(spec, out: str | Path, resume: bool, progress: bool = True) -> int:
     """Run (or finish) the experiment, write its outputs, print Table 1 and the significant
     differences; 0 when every run completed, 1 when some failed (their errors are listed)."""
+    from streamssl import fsio
     from streamssl.experiment.outputs import write_outputs
     from streamssl.experiment.schedule import run_experiment
 
     outcomes = run_experiment(spec, out, resume=resume, progress=progress)
-    files, text = write_outputs(spec, out.resolve())
+    files, text = write_outputs(spec, fsio.absolute(out))
     print()
     print(text)
     width = max(map(len, files)) + 2

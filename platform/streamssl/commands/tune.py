@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,20 +26,21 @@ def main(args: argparse.Namespace) -> int:
         return _remote(spec, args)
     if not args.out:
         raise StreamSSLError("tune needs --out DIR (the search directory)")
-    return _local(spec, Path(args.out), args.resume)
+    return _local(spec, args.out, args.resume)
 
 
-def _local(spec, out: Path, resume: bool) -> int:
+def _local(spec, out: str, resume: bool) -> int:
+    from streamssl import fsio
     from streamssl.tune.leaderboard import best_row, records_from_results, write_outputs
     from streamssl.tune.search import run_search
 
     grid = run_search(spec, out, resume=resume)
-    frame = write_outputs(spec, records_from_results(grid, spec), out.resolve())
+    frame = write_outputs(spec, records_from_results(grid, spec), fsio.absolute(out))
     best = best_row(frame)
     done = int((frame["status"] == "completed").sum()) if len(frame) else 0
-    summary = (f"best trial {best['trial']}: final kNN {best['final_knn']:.4f} -> {out / 'best.yaml'}"
+    summary = (f"best trial {best['trial']}: final kNN {best['final_knn']:.4f} -> {fsio.join(out, 'best.yaml')}"
                if best else "no trial completed")
-    print(f"{len(frame)} trials, {done} completed; {summary}; leaderboard: {out / 'leaderboard.md'}")
+    print(f"{len(frame)} trials, {done} completed; {summary}; leaderboard: {fsio.join(out, 'leaderboard.md')}")
     return 0 if best else 1
 
 

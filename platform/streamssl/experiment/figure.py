@@ -47,7 +47,7 @@ def _panels(results) -> dict[str, dict[str, list]]:
     return dict(sorted(panels.items(), key=lambda kv: stream_key(kv[0])))
 
 
-def plot_knn_vs_progress(results, path: Path) -> Path | None:
+def plot_knn_vs_progress(results, path: str | Path) -> str | Path | None:
     """Write the figure; None when no completed run logged kNN."""
     panels = _panels(results)
     if not panels:

@@ -75,25 +75,26 @@ def comparisons_frame(spec: ExperimentSpec, results: list[Result]) -> pd.DataFra
     return pd.DataFrame(rows, columns=columns)
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     with fsio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, na_rep="")
 
 
-def write_outputs(spec: ExperimentSpec, out: str | Path) -> tuple[dict[str, Path], str]:
-    """Write the four outputs into OUT from the run directories.
+def write_outputs(spec: ExperimentSpec, out: str | Path) -> tuple[dict[str, Path | str], str]:
+    """Write the four outputs into OUT (a folder or a URI) from the run directories.
 
     Returns:
-        ({file name: path} of the files written, Table 1 and the significant differences as text).
+        ({file name: path (a URI as str)} of the files written, Table 1 and the significant
+        differences as text).
     """
-    out = Path(out)
+    paths = {name: fsio.as_path(fsio.join(out, name)) for name in FILES}
     results = load_results(spec, out)
     summary, comparisons = summary_frame(spec, results), comparisons_frame(spec, results)
-    write_csv(summary, out / "summary.csv")
-    write_csv(comparisons, out / "comparisons.csv")
-    figure = plot_knn_vs_progress(results, out / "knn_vs_progress.png")
+    write_csv(summary, paths["summary.csv"])
+    write_csv(comparisons, paths["comparisons.csv"])
+    figure = plot_knn_vs_progress(results, paths["knn_vs_progress.png"])
     if figure is None:
-        fsio.remove(out / "knn_vs_progress.png")
-    fsio.write_text(out / "report.md", render(spec, results, comparisons, figure))
-    files = {name: out / name for name in FILES if fsio.exists(out / name)}
+        fsio.remove(paths["knn_vs_progress.png"])
+    fsio.write_text(paths["report.md"], render(spec, results, comparisons, figure))
+    files = {name: path for name, path in paths.items() if fsio.exists(path)}
     return files, summary_text(spec, results, comparisons)

@@ -136,10 +136,11 @@ def failures(results: list[Result]) -> list[str]:
     return lines + [""]
 
 
-def figure_lines(figure: Path | None) -> list[str]:
+def figure_lines(figure: Path | str | None) -> list[str]:
     if figure is None:
         return ["## Figure", "", "- kNN vs samples seen: no completed run logged kNN, figure skipped", ""]
-    return ["## Figure", "", f"![kNN accuracy vs samples seen, mean and 95% interval over seeds]({figure.name})", ""]
+    alt = "kNN accuracy vs samples seen, mean and 95% interval over seeds"
+    return ["## Figure", "", f"![{alt}]({fsio.name(figure)})", ""]
 
 
 def summary_text(spec: ExperimentSpec, results: list[Result], comparisons: pd.DataFrame) -> str:
@@ -155,14 +156,14 @@ def compute_value(result: Result, key: str, scale: float) -> float:
 
 def transfer_columns(spec: ExperimentSpec) -> dict[str, tuple[str, str]]:
     """summary.csv column -> (transfer dataset folder name, knn | linear)."""
-    return {f"transfer_{d.name}_{kind}": (d.name, kind) for d in spec.transfer for kind in TRANSFER}
+    return {f"transfer_{fsio.name(d)}_{kind}": (fsio.name(d), kind) for d in spec.transfer for kind in TRANSFER}
 
 
 def transfer_value(result: Result, name: str, kind: str) -> float:
     """Top-1 % of a run's transfer evaluation on dataset `name` (NaN when it has none)."""
     if result.loaded is None:
         return float("nan")
-    path = result.loaded.path / "transfer" / name / "eval.json"
+    path = fsio.join(result.loaded.path, "transfer", name, "eval.json")
     if not fsio.is_file(path):
         return float("nan")
     scores = fsio.read_json(path)["results"].get("knn_scale" if kind == "knn" else "linear") or {}
@@ -185,7 +186,7 @@ def compute_table(spec: ExperimentSpec, results: list[Result]) -> list[str]:
                    *([compute_value(r, *how) for r in done] for how in COMPUTE.values()),
                    *([transfer_value(r, *where) for r in done] for where in transfer.values())]
         cells = [_mean_text(values) for values in numbers]
-        lines.append("| " + " | ".join([method, stream, *(grid_text(v) for _, v in grid), *cells]) + " |")
+        lines.append("| " + " | ".join([method, stream, *(str(grid_text(v)) for _, v in grid), *cells]) + " |")
     return lines + ["", "TFLOPs: matmul and convolution FLOPs of all updates (run.json `compute`); data wait: share of "
                     "the training loop waiting for stream data; peak RSS of rank 0's process.", ""]
 
@@ -195,7 +196,7 @@ def _mean_text(values: list[float]) -> str:
     return f"{np.mean(finite):.4g}" if finite else "n/a"
 
 
-def render(spec: ExperimentSpec, results: list[Result], comparisons: pd.DataFrame, figure: Path | None) -> str:
+def render(spec: ExperimentSpec, results: list[Result], comparisons: pd.DataFrame, figure: Path | str | None) -> str:
     lines = header(spec, results)
     lines += table(spec, results, *TABLES[0])
     if any(r.loaded is not None and np.isfinite(r.loaded.stats["linear"]) for r in results):

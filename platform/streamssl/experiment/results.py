@@ -32,7 +32,7 @@ class Result:
         return 100 * self.loaded.stats[key] if self.loaded is not None else float("nan")
 
 
-def load_results(spec: ExperimentSpec, out: Path) -> list[Result]:
+def load_results(spec: ExperimentSpec, out: str | Path) -> list[Result]:
     """Every run of the matrix, in matrix order, loaded from OUT/runs."""
     results = []
     for run in expand(spec):
@@ -50,7 +50,7 @@ def load_results(spec: ExperimentSpec, out: Path) -> list[Result]:
     return results
 
 
-def _error_of(path: Path) -> str:
+def _error_of(path: str | Path) -> str:
     try:
         return str(fsio.read_json(fsio.join(path, "run.json")).get("error", ""))
     except (OSError, ValueError):

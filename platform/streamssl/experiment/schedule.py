@@ -3,7 +3,9 @@
 Layout of OUT: `experiment.json` (the spec's matrix and the run names: what --resume checks) and
 `runs/<cell>-s<seed>/`, one normal run directory per run. The dataset and every stream the matrix
 needs are prepared here, once, before any run starts, and pinned into the run configs by absolute
-path, so concurrent runs only read caches and never build them.
+path, so concurrent runs only read caches and never build them. OUT, the run dirs and the datasets
+may be URIs (`s3://...`): everything goes through `streamssl.fsio`, and each run's task gets the
+driver's storage settings.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ class Outcome:
     final_knn: float = float("nan")
 
 
-def run_dir(out: Path, run: RunSpec) -> Path:
-    return out / RUNS / run.name
+def run_dir(out: str | Path, run: RunSpec) -> str:
+    return fsio.join(out, RUNS, run.name)
 
 
-def run_status(path: Path) -> str:
+def run_status(path: str | Path) -> str:
     """run.json's status, 'missing' without a readable one."""
     try:
         return str(fsio.read_json(fsio.join(path, "run.json")).get("status", "unknown"))
@@ -49,7 +51,7 @@ def run_status(path: Path) -> str:
         return "missing"
 
 
-def check_out(out: Path, resume: bool) -> None:
+def check_out(out: str | Path, resume: bool) -> None:
     """A new experiment needs a DIR without one; --resume needs one (both before any work)."""
     holds = fsio.exists(fsio.join(out, STATE_FILE)) or fsio.exists(fsio.join(out, RUNS))
     if resume and not fsio.is_file(fsio.join(out, STATE_FILE)):
@@ -58,7 +60,7 @@ def check_out(out: Path, resume: bool) -> None:
         raise StreamSSLError(f"{out} already holds an experiment; pass --resume to finish it, or pick another --out")
 
 
-def check_same_matrix(spec: ExperimentSpec, out: Path) -> None:
+def check_same_matrix(spec: ExperimentSpec, out: str | Path) -> None:
     """--resume runs the matrix stored in OUT; a spec that defines other runs is refused."""
     stored = fsio.read_json(fsio.join(out, STATE_FILE)).get("matrix", {})
     current = json.loads(json.dumps(spec.matrix(), default=str))
@@ -75,7 +77,7 @@ def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
     from streamssl.train.trainer import worker_cpus
     from streamssl.validation import check_before_work
 
-    datasets: dict[str, Path] = {}
+    datasets: dict[str, str] = {}
     streams: set[str] = set()
     pinned = {}
     for run in runs:
@@ -84,12 +86,12 @@ def prepare_data(spec: ExperimentSpec, runs: list[RunSpec]) -> dict[str, dict]:
         key = json.dumps([ds.source, ds.path, ds.dir, ds.options], sort_keys=True, default=str)
         if key not in datasets:
             check_before_work(config)  # data paths, Ray address, GPUs: in seconds, before any prepare
-            datasets[key] = ensure_dataset(config).resolve()
+            datasets[key] = fsio.absolute(ensure_dataset(config))
         stream_key = json.dumps([key, stream_args(config)], sort_keys=True, default=str)
         if stream_key not in streams:
             streams.add(stream_key)
             ensure_stream(config, datasets[key])
-        pinned[run.name] = {"dataset.dir": str(datasets[key])}
+        pinned[run.name] = {"dataset.dir": datasets[key]}
         if uses_ray_train(config):  # sized once here, not per node by each run
             pinned[run.name]["scaling.cpus_per_worker"] = worker_cpus(config)
     return pinned
@@ -131,8 +133,8 @@ def runs_at_once(spec: ExperimentSpec, need: Footprint, cluster: dict) -> int:
     return min(spec.max_concurrent, fits)
 
 
-def write_state(spec: ExperimentSpec, out: Path, runs: list[RunSpec]) -> None:
-    fsio.write_json(out / STATE_FILE, {
+def write_state(spec: ExperimentSpec, out: str, runs: list[RunSpec]) -> None:
+    fsio.write_json(fsio.join(out, STATE_FILE), {
         "spec": str(spec.path), "base": str(spec.base), "matrix": spec.matrix(),
         "runs": [{"name": r.name, "cell": r.cell, "method": r.method, "stream": r.stream, "seed": r.seed,
                   "grid": dict(r.grid)} for r in runs]})
@@ -142,7 +144,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, resume: bool = False, 
     """Run (or finish) the matrix into OUT; returns one Outcome per run, in matrix order."""
     from streamssl.ray_setup import init_ray
 
-    out = Path(out).resolve()
+    out = fsio.absolute(out)
     check_out(out, resume)
     if resume:
         check_same_matrix(spec, out)
@@ -162,7 +164,7 @@ def run_experiment(spec: ExperimentSpec, out: str | Path, resume: bool = False, 
     return [done[run.name] for run in runs]
 
 
-def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, progress: bool) -> dict[str, Outcome]:
+def execute(spec: ExperimentSpec, out: str, todo: list[RunSpec], pinned: dict, progress: bool) -> dict[str, Outcome]:
     """Launch one Ray task per run, keep at most runs_at_once in flight, collect their outcomes."""
     import ray
     from tqdm import tqdm
@@ -195,17 +197,22 @@ def execute(spec: ExperimentSpec, out: Path, todo: list[RunSpec], pinned: dict, 
     return outcomes
 
 
-def _launch(task, config, path: Path, transfer: tuple = ()):
-    """Start one run's task (a rerun starts clean: no stale metrics or checkpoints); its ObjectRef."""
+def _launch(task, config, path: str, transfer: tuple = ()):
+    """Start one run's task (a rerun starts clean: no stale metrics or checkpoints); its ObjectRef.
+
+    The task gets the driver's S3 settings: workers of a cluster (or of a Ray started before they
+    were set) would not find the bucket otherwise."""
     from streamssl.config import flatten
 
     cpus = footprint(config).task_cpus
     fsio.remove_tree(path)
-    return task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{path.name}").remote(
-        flatten(config.to_dict()), str(path), max(1, int(cpus)), [str(d) for d in transfer])
+    env = fsio.storage_env()
+    options = {"runtime_env": {"env_vars": env}} if env else {}
+    return task.options(num_cpus=cpus, max_retries=0, name=f"experiment:{fsio.name(path)}", **options).remote(
+        flatten(config.to_dict()), path, max(1, int(cpus)), [str(d) for d in transfer])
 
 
-def _collect(ref, run: RunSpec, path: Path) -> Outcome:
+def _collect(ref, run: RunSpec, path: str) -> Outcome:
     """The task's outcome; a task that died without returning (killed worker) counts as failed."""
     import ray
 
@@ -237,15 +244,15 @@ def execute_run(flat: dict, path: str, threads: int, transfer: list[str] = ()) -
     config = resolve(flat)
     try:
         info = run_pipeline(config, path, progress=False)
-        run_transfers(Path(path), transfer, config.seed)
+        run_transfers(path, transfer, config.seed)
     except Exception as err:  # one run's failure must not stop the others
         message = _last_line(err)
-        mark_failed(Path(path), run_info_stub(config), message)
+        mark_failed(path, run_info_stub(config), message)
         return {"status": "failed", "error": message}
     return {"status": "completed", "final_knn": float(info["final_knn"])}
 
 
-def run_transfers(path: Path, datasets, seed: int) -> None:
+def run_transfers(path: str | Path, datasets, seed: int) -> None:
     """The spec's `transfer` datasets: kNN and linear probe of the run's final backbone on each."""
     from streamssl.evaluation.transfer import load_model, transfer_eval, write_outputs
 
@@ -254,8 +261,8 @@ def run_transfers(path: Path, datasets, seed: int) -> None:
         write_outputs(result, transfer_dir(path, dataset))
 
 
-def transfer_dir(path: Path, dataset) -> Path:
-    return Path(path) / "transfer" / Path(dataset).name
+def transfer_dir(path: str | Path, dataset) -> Path | str:
+    return fsio.as_path(fsio.join(path, "transfer", fsio.name(dataset)))
 
 
 def run_info_stub(source) -> dict:
@@ -265,7 +272,7 @@ def run_info_stub(source) -> dict:
     return {"method": method, "stream": stream, "seed": source.seed}
 
 
-def mark_failed(path: Path, stub: dict, message: str) -> None:
+def mark_failed(path: str | Path, stub: dict, message: str) -> None:
     """Status failed with the error in run.json (the runner's own record kept when it wrote one)."""
     try:
         info = fsio.read_json(fsio.join(path, "run.json"))
@@ -273,7 +280,7 @@ def mark_failed(path: Path, stub: dict, message: str) -> None:
         info = dict(stub)
     if info.get("status") != "failed" or not info.get("error"):
         info.update(status="failed", error=message)
-    fsio.write_json(path / "run.json", info)
+    fsio.write_json(fsio.join(path, "run.json"), info)
 
 
 def _last_line(err: BaseException) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from streamssl import config as cfg
-from streamssl import resolve
+from streamssl import fsio, resolve
 from streamssl.errors import ConfigError, first_line
 
 SPEC_KEYS = ("base", "methods", "streams", "seeds", "overrides", "grid", "reference", "max_concurrent", "transfer")
@@ -61,7 +61,7 @@ class ExperimentSpec:
     grid: dict = field(default_factory=dict)  # dotted key -> list of values, in spec order
     reference: str | None = None
     max_concurrent: int = 1
-    transfer: tuple[Path, ...] = ()  # prepared datasets every completed run is also evaluated on
+    transfer: tuple[Path | str, ...] = ()  # prepared datasets every completed run is also evaluated on (str: a URI)
 
     @property
     def name(self) -> str:
@@ -180,20 +180,25 @@ def _grid(value: Any) -> dict:
     return dict(value)
 
 
-def _transfer(spec_path: Path, value: Any) -> tuple[Path, ...]:
-    """Prepared dataset dirs (absolute, or relative to the spec), with distinct folder names: the
-    summary's columns are named transfer_<folder name>_knn / _linear."""
+def _transfer(spec_path: Path, value: Any) -> tuple[Path | str, ...]:
+    """Prepared dataset dirs (a URI, absolute, or relative to the spec), with distinct folder names:
+    the summary's columns are named transfer_<folder name>_knn / _linear."""
     if value is None:
         return ()
-    found = tuple((spec_path.parent / str(d)).resolve() for d in _list(value, "transfer"))
+    found = tuple(_dataset_location(spec_path, str(d)) for d in _list(value, "transfer"))
     for path in found:
-        if not (path / "dataset.json").is_file():
+        if not fsio.is_file(fsio.join(path, "dataset.json")):
             raise ConfigError(f"transfer: {path} is not a prepared dataset (no dataset.json; `streamssl prepare`)")
-    names = [p.name for p in found]
+    names = [fsio.name(p) for p in found]
     if len(set(names)) != len(names):
         raise ConfigError(f"transfer: two datasets share a folder name ({', '.join(names)}); the summary "
                           "columns need distinct ones")
     return found
+
+
+def _dataset_location(spec_path: Path, text: str) -> Path | str:
+    """A URI as it is (normalized); a local path resolved against the spec's folder."""
+    return fsio.normpath(text) if fsio.is_uri(text) else (spec_path.parent / text).resolve()
 
 
 def _max_concurrent(value: Any) -> int:

@@ -6,7 +6,7 @@ or, for `id`, against the source id each sample was prepared from (an image fold
 to the folder, read from the samples' `json` members). Both splits are joined (the test split when
 there is one); a sample without a row in the file gets a missing value. Rows, their order and the
 dataset's content identity (`content_sha256`, which covers only the identifying columns) are kept,
-so streams and runs built before stay valid.
+so streams and runs built before stay valid. The dataset and the file may be URIs (`s3://...`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _ID_CHUNK = 10_000  # samples read at once when matching source ids
 
 @dataclass
 class _Split:
-    folder: Path
+    folder: str
     table: pa.Table  # its manifest
     keys: list[str]  # each row's join key, as text
 
@@ -51,39 +51,40 @@ def read_columns_file(path: str | Path, key: str) -> pd.DataFrame:
         ConfigError: unreadable or unknown file type (`--from`), no such key column, missing or
             duplicate keys (`--key`), or no column besides the key (`--from`).
     """
-    path = Path(path)
-    if not path.is_file():
+    if not fsio.is_file(path):
         raise ConfigError(f"--from: {path} is not a file")
     frame = _read(path, key)
+    name = fsio.name(path)
     if key not in frame.columns:
-        raise ConfigError(f"--key: {path.name} has no column {key!r} (columns: {', '.join(map(str, frame.columns))})")
+        raise ConfigError(f"--key: {name} has no column {key!r} (columns: {', '.join(map(str, frame.columns))})")
     if frame[key].isna().any():
-        raise ConfigError(f"--key: {int(frame[key].isna().sum())} row(s) of {path.name} have no {key!r}")
+        raise ConfigError(f"--key: {int(frame[key].isna().sum())} row(s) of {name} have no {key!r}")
     keys = frame[key].astype(str)
     twice = keys[keys.duplicated(keep=False)].unique()
     if len(twice):
         shown = ", ".join(repr(k) for k in twice[:_NAMED_UNMATCHED])
-        raise ConfigError(f"--from: {len(twice)} key(s) appear more than once in {path.name} ({shown}); "
+        raise ConfigError(f"--from: {len(twice)} key(s) appear more than once in {name} ({shown}); "
                           "a sample takes one value per column")
     frame = frame.drop(columns=[key]).set_axis(pd.Index(keys, name=key), axis=0)
     if frame.columns.empty:
-        raise ConfigError(f"--from: {path.name} has no column besides the key {key!r}")
+        raise ConfigError(f"--from: {name} has no column besides the key {key!r}")
     return frame
 
 
-def _read(path: Path, key: str) -> pd.DataFrame:
-    suffix = path.suffix.lower()
+def _read(path: str | Path, key: str) -> pd.DataFrame:
+    suffix = Path(fsio.name(path)).suffix.lower()
     try:
         if suffix == ".csv":
-            header = pd.read_csv(path, nrows=0).columns
+            local = fsio.local_copy(path)  # pandas reads it twice (header, then rows): one download
+            header = pd.read_csv(local, nrows=0).columns
             # keys stay text, so `0007` and `7` are not the same sample
-            return pd.read_csv(path, dtype={key: str} if key in header else None)
+            return pd.read_csv(local, dtype={key: str} if key in header else None)
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            return fsio.read_dataframe(path)
     except (OSError, ValueError, pa.ArrowException) as err:
         first = str(err).strip().splitlines()
         raise ConfigError(f"--from: {path} is unreadable ({first[0] if first else type(err).__name__})") from None
-    raise ConfigError(f"--from: {path.name} is neither .csv nor .parquet")
+    raise ConfigError(f"--from: {fsio.name(path)} is neither .csv nor .parquet")
 
 
 def check_new_columns(names: list[str], existing: list[str], replace: bool) -> None:
@@ -121,28 +122,29 @@ def join_columns(dataset_dir: str | Path, source: str | Path, *, key: str = "key
     """
     from streamssl.scoring.manifest import dataset_lock
 
-    folder = Path(dataset_dir)
-    if not (folder / "dataset.json").is_file() or not (folder / "manifest.parquet").is_file():
+    folder = fsio.normpath(dataset_dir)
+    if not fsio.is_file(fsio.join(folder, "dataset.json")) or not fsio.is_file(fsio.join(folder, "manifest.parquet")):
         raise ConfigError(f"DATASET_DIR: {folder} is not a prepared dataset (no dataset.json / manifest.parquet)")
     frame = read_columns_file(source, key)
     with dataset_lock(folder):  # a concurrent `score` or `columns` would drop this one's columns
         splits = [_load_split(split, key) for split in _split_folders(folder)]
         check_new_columns(list(frame.columns), splits[0].table.column_names, replace)
         found = set().union(*(set(s.keys) for s in splits))
-        samples = {s.folder.name if s.folder != folder else "train": _write_split(s, frame, source, key)
+        samples = {fsio.name(s.folder) if s.folder != folder else "train": _write_split(s, frame, source, key)
                    for s in splits}
     unmatched = [k for k in frame.index if k not in found]
     return {"columns": list(frame.columns), "key": key, "rows": len(frame), "matched": len(frame) - len(unmatched),
             "unmatched": len(unmatched), "unmatched_keys": unmatched[:_NAMED_UNMATCHED], "samples": samples}
 
 
-def _split_folders(folder: Path) -> list[Path]:
-    test = folder / "test"
-    return [folder] + ([test] if (test / "manifest.parquet").is_file() and (test / "dataset.json").is_file() else [])
+def _split_folders(folder: str) -> list[str]:
+    test = fsio.join(folder, "test")
+    held = fsio.is_file(fsio.join(test, "manifest.parquet")) and fsio.is_file(fsio.join(test, "dataset.json"))
+    return [folder] + ([test] if held else [])
 
 
-def _load_split(folder: Path, key: str) -> _Split:
-    table = pq.read_table(folder / "manifest.parquet")
+def _load_split(folder: str, key: str) -> _Split:
+    table = fsio.read_table(fsio.join(folder, "manifest.parquet"))
     if key in table.column_names:
         keys = [str(k) for k in table[key].to_pylist()]
     elif key == SOURCE_ID:
@@ -153,7 +155,7 @@ def _load_split(folder: Path, key: str) -> _Split:
     return _Split(folder, table, keys)
 
 
-def source_ids(folder: Path, rows: pd.DataFrame) -> list[str]:
+def source_ids(folder: str | Path, rows: pd.DataFrame) -> list[str]:
     """Each row's source id (the `id` in its `json` member), as text; '' where a sample has none."""
     from streamssl.ingest.reader import read_samples
 
@@ -176,10 +178,11 @@ def _write_split(split: _Split, frame: pd.DataFrame, source, key: str) -> dict:
         array = pa.Array.from_pandas(frame[name].reindex(rows).reset_index(drop=True))  # missing: null
         where = table.column_names.index(name) if name in table.column_names else None
         table = table.append_column(name, array) if where is None else table.set_column(where, name, array)
-    with fsio.atomic_path(split.folder / "manifest.parquet") as tmp:
+    with fsio.atomic_path(fsio.join(split.folder, "manifest.parquet")) as tmp:
         pq.write_table(table, tmp)
-    info = json.loads((split.folder / "dataset.json").read_text())
-    records = {name: {"from": str(Path(source).resolve()), "key": key, "matched": int(hit.sum()),
+    info = fsio.read_json(fsio.join(split.folder, "dataset.json"))
+    where = fsio.normpath(source) if fsio.is_uri(source) else str(Path(source).resolve())
+    records = {name: {"from": where, "key": key, "matched": int(hit.sum()),
                       "sha256": _column_sha256(table[name])} for name in frame.columns}
     info[RECORD_FIELD] = {**(info.get(RECORD_FIELD) or {}), **records}
     write_info(split.folder, info)
@@ -198,7 +201,7 @@ def columns_sha256(dataset_dir: str | Path, order_by: str | None) -> str | None:
 
     if not order_by:
         return None
-    info = json.loads((Path(dataset_dir) / "dataset.json").read_text())
+    info = fsio.read_json(fsio.join(dataset_dir, "dataset.json"))
     records = info.get(RECORD_FIELD) or {}
     hashes = [f"{name}:{records[name]['sha256']}" for name, _ in parse_order_keys(order_by) if name in records]
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest() if hashes else None
@@ -208,8 +211,9 @@ def format_summary(summary: dict, dataset_dir: str | Path) -> str:
     """What was joined, in one line."""
     parts = [f"{n['without_value']} of {n['total']} {split} samples without a value"
              for split, n in summary["samples"].items()]
+    manifest = fsio.join(dataset_dir, "manifest.parquet")
     return (f"joined {', '.join(summary['columns'])} by {summary['key']!r}: {summary['matched']} of "
-            f"{summary['rows']} rows matched a sample; {'; '.join(parts)} -> {Path(dataset_dir) / 'manifest.parquet'}")
+            f"{summary['rows']} rows matched a sample; {'; '.join(parts)} -> {manifest}")
 
 
 def unmatched_line(summary: dict, source: str | Path) -> str | None:
@@ -219,5 +223,5 @@ def unmatched_line(summary: dict, source: str | Path) -> str | None:
     shown = ", ".join(repr(k) for k in summary["unmatched_keys"])
     more = f" and {summary['unmatched'] - len(summary['unmatched_keys'])} more" if summary["unmatched"] > len(
         summary["unmatched_keys"]) else ""
-    return (f"warning: {summary['unmatched']} of {summary['rows']} keys in {Path(source).name} match no sample "
+    return (f"warning: {summary['unmatched']} of {summary['rows']} keys in {fsio.name(source)} match no sample "
             f"({summary['key']!r}): {shown}{more}")

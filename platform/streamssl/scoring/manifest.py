@@ -10,6 +10,7 @@ the manifest) stay valid.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,10 +44,19 @@ def check_column_name(column: str, existing: list[str], scores: dict, force: boo
                           "pass --force to overwrite it")
 
 
+def lock_path(dataset_dir: str | Path) -> str:
+    """DIR/.score.lock; for a URI a file under `fsio.cache_dir`, named by the URI (an object store
+    has no locks: this serializes the scorers of one machine, which is what shares the cache)."""
+    if not fsio.is_uri(dataset_dir):
+        return fsio.join(dataset_dir, ".score.lock")
+    digest = hashlib.sha256(fsio.normpath(dataset_dir).encode()).hexdigest()[:16]
+    return fsio.join(fsio.cache_dir("locks"), f"{digest}.score.lock")
+
+
 @contextmanager
 def dataset_lock(dataset_dir: str | Path):
-    """An exclusive advisory lock on DIR/.score.lock for the read-modify-write of the manifest."""
-    with open(Path(dataset_dir) / ".score.lock", "w") as f:
+    """An exclusive advisory lock (`lock_path`) for the read-modify-write of the manifest."""
+    with open(lock_path(dataset_dir), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

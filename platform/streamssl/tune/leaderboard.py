@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from streamssl import fsio
 from streamssl.errors import StreamSSLError, first_line
 from streamssl.fsio import write_text
 from streamssl.tune.spec import SORT_COLUMN, TEST_METRICS, SearchSpec, plain_params, trial_config
@@ -41,16 +42,16 @@ def records_from_results(grid, spec: SearchSpec) -> list[TrialRecord]:
         params = {key: (result.config or {}).get(key) for key in keys}
         error = first_line(result.error) if result.error else None
         wall = (result.metrics or {}).get("time_total_s", float("nan"))
-        records.append(TrialRecord(Path(result.path).name, plain_params(params), error, float(wall)))
+        records.append(TrialRecord(fsio.name(result.path), plain_params(params), error, float(wall)))
     return records
 
 
-def trial_row(record: TrialRecord, trials_dir: Path) -> dict:
+def trial_row(record: TrialRecord, trials_dir: str | Path) -> dict:
     """One leaderboard row: params, final kNN, kNN at 20%, AUC, updates, wall time, status."""
     from streamssl.evaluation.metrics import summarize
     from streamssl.evaluation.metrics_log import load_metrics, load_run_info
 
-    run_dir = trials_dir / record.trial_id
+    run_dir = fsio.join(trials_dir, record.trial_id)
     row = {"trial": record.trial_id, **record.params}
     try:
         info, frame = load_run_info(run_dir), load_metrics(run_dir)
@@ -74,7 +75,7 @@ def _status(record: TrialRecord, info: dict, reached: float) -> str:
     return f"stopped at {reached:.0%}"
 
 
-def leaderboard(records: list[TrialRecord], trials_dir: Path, metric: str = "val_knn",
+def leaderboard(records: list[TrialRecord], trials_dir: str | Path, metric: str = "val_knn",
                 mode: str = "max") -> pd.DataFrame:
     """All trials, completed ones first, then by the search metric (best first), ranked from 1."""
     frame = pd.DataFrame([trial_row(r, trials_dir) for r in records])
@@ -93,21 +94,21 @@ def best_row(frame: pd.DataFrame) -> dict | None:
     return done.iloc[0].to_dict() if len(done) else None
 
 
-def write_outputs(spec: SearchSpec, records: list[TrialRecord], out: Path) -> pd.DataFrame:
-    """Write leaderboard.md/.csv, best.yaml (if any trial completed) and the figures into OUT."""
+def write_outputs(spec: SearchSpec, records: list[TrialRecord], out: str | Path) -> pd.DataFrame:
+    """Write leaderboard.md/.csv, best.yaml (if any trial completed) and the figures into OUT (a folder or URI)."""
     from streamssl.tune import plots  # matplotlib only when figures are drawn
 
-    frame = leaderboard(records, out / "trials", spec.metric, spec.mode)
-    write_text(out / "leaderboard.csv", frame.to_csv(index=False))
+    frame = leaderboard(records, fsio.join(out, "trials"), spec.metric, spec.mode)
+    write_text(fsio.join(out, "leaderboard.csv"), frame.to_csv(index=False))
     best = best_row(frame)
     if best is not None:
-        write_best(spec, best, out / "best.yaml")
+        write_best(spec, best, fsio.join(out, "best.yaml"))
     figures = plots.write_figures(frame, [p.key for p in spec.space], spec, out)
-    write_text(out / "leaderboard.md", markdown(spec, frame, best, figures))
+    write_text(fsio.join(out, "leaderboard.md"), markdown(spec, frame, best, figures))
     return frame
 
 
-def write_best(spec: SearchSpec, best: dict, path: Path) -> None:
+def write_best(spec: SearchSpec, best: dict, path: str | Path) -> None:
     """The best trial's configuration as a complete pipeline (`streamssl run best.yaml --out DIR`)."""
     params = {p.key: best[p.key] for p in spec.space}
     config = trial_config(spec.base_flat, params).to_dict()
@@ -120,7 +121,7 @@ def write_best(spec: SearchSpec, best: dict, path: Path) -> None:
     write_text(path, header + yaml.safe_dump(config, sort_keys=False))
 
 
-def markdown(spec: SearchSpec, frame: pd.DataFrame, best: dict | None, figures: list[Path]) -> str:
+def markdown(spec: SearchSpec, frame: pd.DataFrame, best: dict | None, figures: list[str | Path]) -> str:
     lines = [f"# Search {spec.name}", "",
              f"Base pipeline `{spec.base}`; {spec.algorithm} search, {len(frame)} trials, metric "
              f"{spec.metric} ({spec.mode}); ASHA: " + (f"grace {spec.asha.grace:g} of the stream, reduction "
@@ -133,7 +134,7 @@ def markdown(spec: SearchSpec, frame: pd.DataFrame, best: dict | None, figures: 
                   "tuned to the test images, and its test score is optimistic. Use val_knn.", ""]
     lines += _table(frame)
     lines += ["", f"Best: trial {best['trial']} -> `best.yaml`" if best else "No trial completed: no best.yaml."]
-    lines += [""] + [f"![{f.stem}]({f.name})" for f in figures]
+    lines += [""] + [f"![{Path(fsio.name(f)).stem}]({fsio.name(f)})" for f in figures]
     return "\n".join(lines) + "\n"
 
 

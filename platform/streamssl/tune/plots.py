@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from streamssl import fsio  # noqa: E402
 from streamssl.fsio import atomic_path  # noqa: E402
 from streamssl.tune.spec import SORT_COLUMN, SearchSpec  # noqa: E402
 
@@ -18,16 +19,16 @@ TOP = 5
 DPI = 110
 
 
-def write_figures(frame: pd.DataFrame, keys: list[str], spec: SearchSpec, out: Path) -> list[Path]:
+def write_figures(frame: pd.DataFrame, keys: list[str], spec: SearchSpec, out: str | Path) -> list[str]:
     """params_vs_metric.png and top_trials_knn.png (each only when there is something to draw)."""
     if frame.empty:
         return []
-    paths = [plot_params(frame, keys, spec, out / "params_vs_metric.png"),
-             plot_top_curves(frame, out / "trials", out / "top_trials_knn.png")]
+    paths = [plot_params(frame, keys, spec, fsio.join(out, "params_vs_metric.png")),
+             plot_top_curves(frame, fsio.join(out, "trials"), fsio.join(out, "top_trials_knn.png"))]
     return [p for p in paths if p is not None]
 
 
-def plot_params(frame: pd.DataFrame, keys: list[str], spec: SearchSpec, path: Path) -> Path | None:
+def plot_params(frame: pd.DataFrame, keys: list[str], spec: SearchSpec, path: str) -> str | None:
     """One panel per searched key: the search metric (%) per trial; hollow = did not complete."""
     column = SORT_COLUMN[spec.metric]
     kinds = {p.key: p.kind for p in spec.space}
@@ -56,7 +57,7 @@ def _positions(ax, values: pd.Series, kind: str) -> pd.Series:
     return values.map(lambda v: labels.index(str(v))).astype(float)
 
 
-def plot_top_curves(frame: pd.DataFrame, trials_dir: Path, path: Path) -> Path | None:
+def plot_top_curves(frame: pd.DataFrame, trials_dir: str | Path, path: str) -> str | None:
     """Test kNN top-1 (%) over stream progress for the best TOP trials (dashed: did not complete);
     the legend gives each trial's final validation and test kNN."""
     from streamssl.errors import StreamSSLError
@@ -67,7 +68,7 @@ def plot_top_curves(frame: pd.DataFrame, trials_dir: Path, path: Path) -> Path |
     drawn = 0
     for row in frame.head(TOP).itertuples(index=False):
         try:
-            run = load_metrics(trials_dir / row.trial)
+            run = load_metrics(fsio.join(trials_dir, row.trial))
         except StreamSSLError:  # a trial that failed before its first evaluation
             continue
         curve = metrics.curve(run, metrics.TOP1, metrics.primary_protocol(run))
@@ -88,7 +89,7 @@ def _score(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: str) -> str:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")

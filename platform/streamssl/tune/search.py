@@ -1,7 +1,9 @@
 """Building and running the Ray Tuner for a validated SearchSpec (the only Ray import of the search).
 
 Layout of OUT: `tune/` is Tune's experiment state (what --resume restores), `trials/<trial_id>/`
-one normal run directory per trial, and the leaderboard files next to them.
+one normal run directory per trial, and the leaderboard files next to them. OUT may be a URI
+(`s3://...`): Tune's storage is then that bucket (`storage_filesystem`), and every trial gets the
+driver's S3 settings.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ def run_search(spec: SearchSpec, out: str | Path, resume: bool = False, verbose:
     """Prepare data, check resources, then run (or resume) the search; returns Tune's ResultGrid."""
     from streamssl.ray_setup import init_ray
 
-    out = Path(out).resolve()
-    experiment = out / EXPERIMENT
+    out = fsio.absolute(out)
+    experiment = fsio.join(out, EXPERIMENT)
     if resume and not fsio.is_dir(experiment):
         raise StreamSSLError(f"--resume: {out} holds no search to resume (no {EXPERIMENT}/ folder)")
     if not resume and fsio.exists(experiment):
@@ -52,10 +54,10 @@ def prepare_data(spec: SearchSpec) -> dict:
     from streamssl.train.trainer import worker_cpus
 
     base = candidate_config(spec, {})
-    dataset_dir = ensure_dataset(base).resolve()
+    dataset_dir = fsio.absolute(ensure_dataset(base))
     for params in stream_variants(spec):
         ensure_stream(candidate_config(spec, params), dataset_dir)
-    return {"dataset.dir": str(dataset_dir), "scaling.cpus_per_worker": worker_cpus(base)}
+    return {"dataset.dir": dataset_dir, "scaling.cpus_per_worker": worker_cpus(base)}
 
 
 def stream_variants(spec: SearchSpec) -> list[dict]:
@@ -128,16 +130,17 @@ def trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def _trainable(spec: SearchSpec, out: Path, pinned: dict):
+def _trainable(spec: SearchSpec, out: str, pinned: dict):
     from ray import tune
 
     from streamssl.tune.trial import run_trial
 
-    bound = tune.with_parameters(run_trial, base_flat=spec.base_flat, pinned=pinned, trials_dir=str(out / "trials"))
+    bound = tune.with_parameters(run_trial, base_flat=spec.base_flat, pinned=pinned,
+                                 trials_dir=fsio.join(out, "trials"), storage_env=fsio.storage_env())
     return tune.with_resources(bound, {"CPU": DRIVER_CPUS})
 
 
-def _release_callback(trials_dir: Path):
+def _release_callback(trials_dir: str):
     """A Tune callback that frees a finished (completed, stopped or failed) trial's worker CPUs."""
     from ray import tune
 
@@ -145,30 +148,32 @@ def _release_callback(trials_dir: Path):
 
     class ReleaseWorkerGroups(tune.Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
-            release_placement_groups(trials_dir / trial.trial_id)
+            release_placement_groups(fsio.join(trials_dir, trial.trial_id))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            release_placement_groups(trials_dir / trial.trial_id)
+            release_placement_groups(fsio.join(trials_dir, trial.trial_id))
 
     return ReleaseWorkerGroups()
 
 
-def build_tuner(spec: SearchSpec, out: Path, pinned: dict, verbose: int = 1):
+def build_tuner(spec: SearchSpec, out: str, pinned: dict, verbose: int = 1):
     from ray import tune
 
+    filesystem, storage_path = fsio.resolve(out)  # (None, the folder) for a local OUT
     return tune.Tuner(
         _trainable(spec, out, pinned), param_space=tune_space(spec),
         tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, num_samples=spec.num_samples,
                                     search_alg=_search_alg(spec), scheduler=_scheduler(spec),
                                     max_concurrent_trials=spec.max_concurrent, trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(out), verbose=verbose,
-                                  callbacks=[_release_callback(out / "trials")],
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage_path, storage_filesystem=filesystem,
+                                  verbose=verbose, callbacks=[_release_callback(fsio.join(out, "trials"))],
                                   failure_config=tune.FailureConfig(max_failures=0)))
 
 
-def _restore(spec: SearchSpec, out: Path, pinned: dict):
+def _restore(spec: SearchSpec, out: str, pinned: dict):
     """Finished trials keep their results; interrupted and errored ones start again."""
     from ray import tune
 
-    return tune.Tuner.restore(str(out / EXPERIMENT), _trainable(spec, out, pinned), resume_unfinished=True,
-                              restart_errored=True)
+    filesystem, path = fsio.resolve(fsio.join(out, EXPERIMENT))
+    return tune.Tuner.restore(path, _trainable(spec, out, pinned), resume_unfinished=True, restart_errored=True,
+                              storage_filesystem=filesystem)

@@ -9,15 +9,17 @@ decision there cannot cut outputs short.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from streamssl import fsio
 from streamssl.tune.spec import plain_params, trial_config
 
 VAL_TOP1 = "eval/val_knn_top1"
 STARTS_FILE = "trial_starts.txt"  # one line per launch of a trial: resumes must not relaunch finished ones
 
 
-def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str) -> None:
+def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str, storage_env: dict | None = None) -> None:
     """Run the base pipeline with this trial's params into TRIALS_DIR/<trial_id>.
 
     Args:
@@ -25,22 +27,29 @@ def run_trial(params: dict, *, base_flat: dict, pinned: dict, trials_dir: str) -
         base_flat: the base pipeline's dotted keys (spec overrides applied).
         pinned: keys the search driver fixed for every trial (the prepared dataset dir, CPUs per
             worker), so trials neither prepare data concurrently nor size themselves per node.
-        trials_dir: absolute folder holding one run directory per trial.
+        trials_dir: absolute folder (or URI) holding one run directory per trial.
+        storage_env: the driver's S3 settings (`fsio.storage_env`); this actor's node may lack them.
     """
     import ray.tune
 
     from streamssl.pipeline import run_pipeline
 
-    run_dir = Path(trials_dir) / ray.tune.get_context().get_trial_id()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / STARTS_FILE, "a") as starts:
-        starts.write("start\n")
+    os.environ.update(storage_env or {})
+    run_dir = fsio.join(trials_dir, ray.tune.get_context().get_trial_id())
+    fsio.makedirs(run_dir)
+    record_start(run_dir)
     config = trial_config(base_flat, {**pinned, **plain_params(params)})
     info = run_pipeline(config, run_dir, progress=False, trainer="ray", tune=True)
     ray.tune.report(final_metrics(run_dir, info))
 
 
-def final_metrics(run_dir: Path, info: dict) -> dict:
+def record_start(run_dir: str) -> None:
+    """One more line in STARTS_FILE (rewritten whole: an object store cannot append)."""
+    path = fsio.join(run_dir, STARTS_FILE)
+    fsio.write_text(path, (fsio.read_text(path) if fsio.exists(path) else "") + "start\n")
+
+
+def final_metrics(run_dir: str | Path, info: dict) -> dict:
     """The end-of-stream report: final validation and test kNN, their AUCs over progress, position
     and updates (the same keys as `worker.eval_metrics`)."""
     from streamssl.evaluation.metrics import summarize
