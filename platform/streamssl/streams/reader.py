@@ -86,8 +86,11 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     else:
         chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
     set_data_context()
+    # one block per chunk: left to itself, Ray Data aims for 200 blocks and slices each task's
+    # block into pieces, which costs throughput and breaks the batch-aligned cuts (1.3x on JPEG)
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
-                                    num_cpus=num_cpus, **_storage_args(stream_dir))
+                                    num_cpus=num_cpus, override_num_blocks=max(1, len(chunks)),
+                                    **_storage_args(stream_dir))
 
 
 def _storage_args(path: str | None = None) -> dict:
