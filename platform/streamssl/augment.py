@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import transforms as T
 
 from streamssl.errors import ConfigError, DataError
 
@@ -428,6 +427,8 @@ class PILMultiCrop:
     """
 
     def __init__(self, params: CropParams) -> None:
+        from torchvision import transforms as T  # a reference only: the train path never imports it
+
         self.params = params
         self.transform = T.Compose([
             T.RandomResizedCrop(params.size, scale=params.scale, ratio=params.ratio,

@@ -7,15 +7,23 @@ feature that kNN evaluation reads (EMP-SSL and Imai et al. evaluate on it, not o
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torchvision import models as tvm
+
+
+def _tvm():
+    # importing torchvision loads torch._dynamo (seconds per process): only ResNet runs pay for it
+    from torchvision import models
+
+    return models
 
 
 def resnet18_cifar() -> tuple[nn.Module, int]:
     """ResNet-18 with the CIFAR stem: conv1 3x3 stride 1 pad 1, no max-pool (EMP-SSL's resnet18-cifar)."""
-    net = tvm.resnet18(weights=None)
+    net = _tvm().resnet18(weights=None)
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     net.fc = nn.Identity()
@@ -24,14 +32,14 @@ def resnet18_cifar() -> tuple[nn.Module, int]:
 
 def resnet18() -> tuple[nn.Module, int]:
     """torchvision ResNet-18 with the ImageNet stem."""
-    net = tvm.resnet18(weights=None)
+    net = _tvm().resnet18(weights=None)
     net.fc = nn.Identity()
     return net, 512
 
 
 def resnet50() -> tuple[nn.Module, int]:
     """torchvision ResNet-50."""
-    net = tvm.resnet50(weights=None)
+    net = _tvm().resnet50(weights=None)
     net.fc = nn.Identity()
     return net, 2048
 
@@ -116,7 +124,7 @@ def enable_grad_checkpointing(net: nn.Module) -> nn.Module:
     Raises:
         ValueError: a backbone with no stages known here.
     """
-    if isinstance(net, tvm.ResNet):
+    if "torchvision" in sys.modules and isinstance(net, _tvm().ResNet):
         for name in ("layer1", "layer2", "layer3", "layer4"):
             getattr(net, name).__class__ = _CheckpointedStage
     elif isinstance(net, CNN4):
