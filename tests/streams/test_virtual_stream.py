@@ -11,7 +11,8 @@ from streamdata import write_prepared
 from streamssl.cli import main
 from streamssl.streams import read_stream, stream_info
 from streamssl.streams.build import build_stream
-from streamssl.streams.virtual import coalesce
+from streamssl.streams.split import rank_split, task_groups
+from streamssl.streams.virtual import coalesce, virtual_chunks
 
 pytestmark = pytest.mark.ray
 
@@ -60,6 +61,49 @@ def test_cli_virtual_and_a_bad_sample_is_a_skip_row(dataset, tmp_path, capsys):
     assert got["pos"].tolist() == list(range(24)) and got["key"][3] == index.loc[3, "key"]
     assert "manifest out of date" in got["skip"][3] or "truncated" in got["skip"][3]
     assert not got["image"][3].any() and [bool(r) for r in got["skip"]].count(True) == 1
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_grouped_read_tasks_yield_the_chunks_blocks(dataset, tmp_path, world, monkeypatch):
+    stream = tmp_path / "virtual"
+    monkeypatch.setattr("streamssl.streams.build.INDEX_ROW_GROUP", 5)  # a group spans row groups
+    build_stream(str(dataset), str(stream), kind="seq-bl", seed=5, progress=False, virtual=True)
+    for rank in range(world):
+        split = rank_split(24, rank, world, 3)
+        single = virtual_chunks(str(stream), split, 600, max_tasks=100)
+        grouped = virtual_chunks(str(stream), split, 600, max_tasks=len(single) // 2)  # 1+2+3+2 chunks; 2+2
+        assert len(single) >= 4 and len(grouped) <= len(single) // 2 and any(t.cuts for t in grouped)
+        assert sum(t.num_rows for t in grouped) == split.num_samples
+        want = [b for task in single for b in task.blocks(None)]
+        got = [b for task in grouped for b in task.blocks(None)]
+        assert [len(b["pos"]) for b in got] == [len(b["pos"]) for b in want]
+        assert all(len(b["pos"]) % 3 == 0 for b in got)
+        for a, b in zip(want, got):
+            for column in a:
+                assert np.array_equal(a[column], b[column]), (world, rank, column)
+        assert np.concatenate([b["pos"] for b in got]).tolist() == split.rows().tolist()
+
+
+def test_read_stream_groups_chunks_beyond_the_task_cap(dataset, tmp_path, monkeypatch):
+    real, virtual = tmp_path / "real", tmp_path / "virtual"
+    build_stream(str(dataset), str(real), kind="seq", seed=5, shard_size=7, progress=False)
+    build_stream(str(dataset), str(virtual), kind="seq", seed=5, progress=False, virtual=True)
+    want = {k: rows(read_stream(str(s), block=2, chunk_bytes=600)) for k, s in (("r", real), ("v", virtual))}
+    monkeypatch.setattr("streamssl.streams.reader.MAX_READ_TASKS", 3)
+    for name, stream in (("r", real), ("v", virtual)):
+        got = rows(read_stream(str(stream), block=2, chunk_bytes=600))
+        for column in got:
+            assert np.array_equal(got[column], want[name][column]), (name, column)
+
+
+def test_task_groups_ramp_up_and_respect_the_cap():
+    assert task_groups(5, 10).tolist() == list(range(6))  # under the cap: one chunk per task
+    sizes = np.diff(task_groups(115_940, 1000))
+    assert sizes.sum() == 115_940 and len(sizes) <= 1000
+    assert sizes[:8].tolist() == [1, 2, 4, 8, 16, 32, 64, sizes.max()]
+    for n, cap in ((10, 3), (20, 2), (7, 1), (100, 10), (1001, 1000)):
+        sizes = np.diff(task_groups(n, cap))
+        assert sizes.sum() == n and len(sizes) <= cap and sizes.min() >= 1, (n, cap)
 
 
 def test_coalesce_merges_neighbours_in_shard_order():

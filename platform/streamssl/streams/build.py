@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from streamssl.errors import ConfigError
 from streamssl.ray_setup import init_ray
 from streamssl.streams.materialize import materialize, planned_table, remove_outputs
 from streamssl.streams.plan import order_keys, plan_sha256, plan_stream
-from streamssl.streams.virtual import virtual_index
+from streamssl.streams.virtual import index_source, virtual_index_parts
 
 DEFAULT_SHARD_SIZE = 5000
 INDEX_ROW_GROUP = 16384
@@ -46,13 +47,28 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     Returns:
         The stream.json dict.
     """
-    from streamssl.ingest.reader import label_info, load_dataset_info, read_manifest, shard_root
+    from streamssl.ingest.reader import load_dataset_info
 
     if not fsio.is_dir(dataset_dir):
         raise ConfigError(f"DATASET_DIR: {dataset_dir} is not a folder")
     # Ray workers may run in another working directory: they get absolute paths
     dataset_dir, out_dir = fsio.absolute(dataset_dir), fsio.absolute(out_dir)
     info = load_dataset_info(dataset_dir)
+    with ThreadPoolExecutor(1) as pool:
+        # Arrow reads the index's own manifest columns without the GIL, while the plan is made
+        manifest_path = fsio.join(dataset_dir, "manifest.parquet")
+        source = pool.submit(index_source, manifest_path, label_column) if virtual else None
+        return _build(pool, source, dataset_dir, out_dir, info, kind=kind, samples_per_class=samples_per_class,
+                      blend_ratio=blend_ratio, class_order=class_order, label_column=label_column,
+                      classes_per_segment=classes_per_segment, order_by=order_by, seed=seed, shard_size=shard_size,
+                      strict=strict, progress=progress, args=args, address=address, virtual=virtual)
+
+
+def _build(pool, source, dataset_dir, out_dir, info, *, kind, samples_per_class, blend_ratio, class_order,
+           label_column, classes_per_segment, order_by, seed, shard_size, strict, progress, args, address,
+           virtual) -> dict:
+    from streamssl.ingest.reader import label_info, read_manifest, shard_root
+
     manifest = read_manifest(dataset_dir, columns=_plan_columns(dataset_dir, order_by) if virtual else None)
     labels = _label_column(manifest, label_column)
     names = (label_info(info, label_column) or {}).get("class_names")
@@ -65,15 +81,17 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
     root = shard_root(dataset_dir, info)
     if virtual:
         _remove_stream(out_dir)
-        index, skipped = virtual_index(fsio.join(dataset_dir, "manifest.parquet"), plan, str(root), label_column), []
+        _write_parts(pool, virtual_index_parts(source.result(), plan, str(root), label_column, 64 * INDEX_ROW_GROUP),
+                     fsio.join(out_dir, "index.parquet"))
+        stream_labels, skipped = labels[plan], []
     else:
         table = planned_table(manifest, plan, root, label_column)
         init_ray(address=address)  # only now: argument errors above must not wait for Ray
         index, skipped = materialize(table, out_dir, shard_size=shard_size, strict=strict, progress=progress)
-    with fsio.atomic_path(fsio.join(out_dir, "index.parquet")) as tmp:
-        # small row groups: a virtual stream's read task reads its own index rows
-        pq.write_table(index, tmp, row_group_size=INDEX_ROW_GROUP if virtual else None)
-    summary = _stream_json(index, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
+        with fsio.atomic_path(fsio.join(out_dir, "index.parquet")) as tmp:
+            pq.write_table(index, tmp)
+        stream_labels = index["label"].to_numpy()
+    summary = _stream_json(stream_labels, skipped, names, plan=plan, kind=kind, seed=seed, dataset_dir=dataset_dir,
                            label_column=label_column, classes_per_segment=classes_per_segment,
                            shard_size=0 if virtual else shard_size, args=args or {})
     summary["virtual"] = virtual
@@ -84,6 +102,20 @@ def build_stream(dataset_dir: str, out_dir: str, *, kind: str, samples_per_class
         print(f"warning: skipped {len(skipped)} bad sample(s), first {first['shard']} key {first['key']}: "
               f"{first['reason']} (all listed in {out_dir}/stream.json)", file=sys.stderr)
     return summary
+
+
+def _write_parts(pool, parts, path: str) -> None:
+    """A virtual index written while its next part is gathered (Arrow's take and Parquet's writer
+    both run without the GIL). Small row groups: a virtual stream's read task reads its own rows;
+    statistics only on `pos`, which `virtual._fill_keys` filters on (min/max of 13M keys cost
+    about a second)."""
+    with fsio.atomic_path(path) as tmp:
+        pending, writer = pool.submit(next, parts, None), None
+        while (part := pending.result()) is not None:
+            pending = pool.submit(next, parts, None)
+            writer = writer or pq.ParquetWriter(tmp, part.schema, write_statistics=["pos"])
+            writer.write_table(part, row_group_size=INDEX_ROW_GROUP)
+        writer.close()
 
 
 def _plan_columns(dataset_dir: str, order_by: str | None) -> list[str]:
@@ -145,15 +177,14 @@ def load_class_order(class_order, names: list[str] | None = None):
     return ids
 
 
-def _stream_json(index, skipped, names, *, plan, kind, seed, dataset_dir, label_column,
+def _stream_json(labels: np.ndarray, skipped, names, *, plan, kind, seed, dataset_dir, label_column,
                  classes_per_segment, shard_size, args) -> dict:
-    labels = index["label"].to_numpy()
     classes, first, counts = np.unique(labels, return_index=True, return_counts=True)
     order = np.argsort(first, kind="stable")  # classes in order of first appearance
     return {
         "kind": kind, "seed": seed, "args": args, "dataset_dir": fsio.absolute(dataset_dir),
         "label_column": label_column, "classes_per_segment": classes_per_segment,
-        "num_samples": int(index.num_rows), "planned_samples": int(len(plan)),
+        "num_samples": int(len(labels)), "planned_samples": int(len(plan)),
         "num_classes": int(len(classes)),
         "class_order": [int(c) for c in classes[order]],
         "class_counts": [int(c) for c in counts[order]],

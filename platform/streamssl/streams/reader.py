@@ -27,13 +27,16 @@ from streamssl.errors import ConfigError, DataError
 from streamssl.ray_setup import set_data_context
 from streamssl.streams.decode import decode_samples
 from streamssl.streams.layout import stream_info
-from streamssl.streams.split import RankSplit, chunk_ids, rank_split, unused_message
+from streamssl.streams.split import RankSplit, chunk_ids, rank_split, task_groups, unused_message
 from streamssl.streams.virtual import is_virtual, virtual_chunks
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 4 << 20  # encoded bytes per read task: amortizes task overhead, keeps blocks modest
-MAX_READ_TASKS = 20_000  # huge streams get larger chunks instead of more tasks
+CHUNK_BYTES = 4 << 20  # encoded bytes per Ray block: amortizes task overhead, keeps blocks modest
+# Ray Data puts every read task in the object store (~1 ms each) before the first one runs: 1,000
+# tasks cost ~1 s, and still give every CPU of a large cluster many tasks. Longer streams group
+# chunks into tasks (`split.task_groups`) rather than grow them.
+MAX_READ_TASKS = 1_000
 MAX_GAP_BYTES = 256 << 10  # other ranks' bytes between two wanted samples: read through, don't seek
 
 
@@ -59,10 +62,11 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
             remainder of fewer than world_size full blocks, with a warning saying how many samples
             and why (see `streams.split`).
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
-        chunk_bytes: encoded bytes per read task (raised for huge streams to cap the task count),
-            each task one Ray block holding whole runs of `block` rows, so `iter_batches(batch_size=
-            block)` slices batches out of blocks without copying; a virtual stream's task reads
-            its samples from the source shards (`streams.virtual`).
+        chunk_bytes: encoded bytes per chunk, cut only between runs of `block` rows, so
+            `iter_batches(batch_size=block)` slices batches out of blocks without copying. A read
+            task reads one chunk into one Ray block; beyond MAX_READ_TASKS chunks a task reads
+            several consecutive ones (`split.task_groups`). A virtual stream's task reads its
+            samples from the source shards (`streams.virtual`).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
         num_cpus: logical CPUs each read task asks for (default Ray Data's 1). Inside Ray Train
             a fraction keeps reads schedulable next to workers and other trials' placement
@@ -84,9 +88,9 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if is_virtual(info):
         chunks = virtual_chunks(stream_dir, split, chunk_bytes, MAX_READ_TASKS)
     else:
-        chunks = read_chunks(stream_dir, split.rows(), chunk_bytes, align=block)
+        chunks = group_chunks(read_chunks(stream_dir, split.rows(), chunk_bytes, align=block), MAX_READ_TASKS)
     set_data_context()
-    # one block per chunk: left to itself, Ray Data aims for 200 blocks and slices each task's
+    # one task per chunk or group: left to itself, Ray Data aims for 200 blocks and slices each task's
     # block into pieces, which costs throughput and breaks the batch-aligned cuts (1.3x on JPEG)
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
                                     num_cpus=num_cpus, override_num_blocks=max(1, len(chunks)),
@@ -131,6 +135,9 @@ class ReadChunk:
     def paths(self) -> list[str]:
         return sorted({r[0] for r in self.ranges})
 
+    def blocks(self, size: tuple[int, int] | None) -> Iterator[dict[str, np.ndarray]]:
+        yield self.decode(size)
+
     def decode(self, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
         buffers = []
         for path, start, stop in self.ranges:
@@ -150,7 +157,6 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
     shard = index["shard"].combine_chunks()
     codes, pos = shard.indices.to_numpy()[rows], index["pos"].to_numpy()[rows]
     offset, nbytes = index["offset"].to_numpy()[rows], index["nbytes"].to_numpy()[rows]
-    chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // MAX_READ_TASKS + 1)
     chunk = chunk_ids(nbytes, chunk_bytes, align)
     new_chunk = np.r_[True, chunk[1:] != chunk[:-1]]
     gap = offset[1:] - (offset[:-1] + nbytes[:-1])
@@ -165,11 +171,45 @@ def read_chunks(stream_dir: str, rows: np.ndarray, chunk_bytes: int = CHUNK_BYTE
             for c, positions in enumerate(np.split(pos, np.flatnonzero(new_chunk)[1:]))]
 
 
-class _StreamDatasource(Datasource):
-    """One read task per chunk, decoding inside the read.
+@dataclass(frozen=True)
+class ChunkGroup:
+    """One read task of consecutive chunks of a materialized stream, one block per chunk."""
 
-    Exactly one block per read task: Ray's read output buffer concatenates (copies) the blocks of
-    a task until they reach `target_max_block_size`, and splitting large blocks is zero-copy.
+    chunks: tuple[ReadChunk, ...]
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(c.num_bytes for c in self.chunks)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(c.num_rows for c in self.chunks)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted({p for c in self.chunks for p in c.paths})
+
+    def blocks(self, size: tuple[int, int] | None) -> Iterator[dict[str, np.ndarray]]:
+        for chunk in self.chunks:
+            yield chunk.decode(size)
+
+
+def group_chunks(chunks: list[ReadChunk], max_tasks: int) -> list:
+    """The chunks as they are, or in at most `max_tasks` groups (`split.task_groups`)."""
+    if len(chunks) <= max_tasks:
+        return chunks
+    bounds = task_groups(len(chunks), max_tasks)
+    return [ChunkGroup(tuple(chunks[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class _StreamDatasource(Datasource):
+    """One read task per chunk (or group of chunks), decoding inside the read.
+
+    A task of one chunk yields exactly one block: Ray's read output buffer concatenates (copies)
+    the blocks of a task until they reach `target_max_block_size`, and splitting large blocks is
+    zero-copy. A grouped task yields one block per chunk, which Ray concatenates up to that size
+    (128 MiB): one copy of the decoded images, paid only by streams long enough to need grouping,
+    where it buys minutes of planning; the cuts stay at multiples of `block` rows.
     """
 
     def __init__(self, chunks: list, size: tuple[int, int] | None):
@@ -190,7 +230,8 @@ class _StreamDatasource(Datasource):
 
 
 def _read_chunk(chunk, size) -> Iterator[pa.Table]:
-    yield _to_block(chunk.decode(size))
+    for batch in chunk.blocks(size):
+        yield _to_block(batch)
 
 
 def _to_block(batch: dict[str, np.ndarray]) -> pa.Table:

@@ -90,3 +90,30 @@ def chunk_ids(nbytes: np.ndarray, chunk_bytes: int, align: int = 1) -> np.ndarra
     run = np.arange(len(nbytes)) // max(align, 1)
     run_bytes = np.bincount(run, weights=nbytes)
     return ((np.cumsum(run_bytes) - run_bytes) // chunk_bytes).astype(np.int64)[run]
+
+
+def task_groups(num_chunks: int, max_tasks: int) -> np.ndarray:
+    """(T + 1,) bounds of read tasks over consecutive chunks: task t reads chunks [b[t], b[t + 1]).
+
+    Up to `max_tasks` chunks, one chunk per task. Beyond, chunks are grouped: Ray Data serializes
+    every read task before the first one runs (~1 ms each), so 100,000 one-chunk tasks would
+    delay the first batch by minutes. Group sizes double from 1 chunk up to the size that keeps
+    T <= max_tasks: the first block still comes from a task of one chunk.
+    """
+    if num_chunks <= max_tasks:
+        return np.arange(num_chunks + 1, dtype=np.int64)
+    even = -(-num_chunks // max_tasks)
+    for size in range(even, 2 * even):  # the ramp's few extra tasks need a slightly larger size
+        sizes = _ramped_sizes(num_chunks, size)
+        if len(sizes) <= max_tasks:
+            return np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    return np.r_[np.arange(0, num_chunks, even), num_chunks].astype(np.int64)  # a cap too small to ramp
+
+
+def _ramped_sizes(num_chunks: int, size: int) -> np.ndarray:
+    """Group sizes 1, 2, 4, ... (below `size`), then `size` until `num_chunks` are covered."""
+    ramp = 1 << np.arange((size - 1).bit_length(), dtype=np.int64)
+    ramp = ramp[np.cumsum(ramp) <= num_chunks]
+    rest = num_chunks - int(ramp.sum())
+    tail = [rest % size] if rest % size else []
+    return np.r_[ramp, np.full(rest // size, size, dtype=np.int64), tail].astype(np.int64)

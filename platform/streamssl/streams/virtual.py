@@ -17,6 +17,7 @@ a sequential scan, a virtual one a range read per coalesced run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from streamssl import fsio
 from streamssl.streams.decode import IMAGE_EXTS, decode_batch
-from streamssl.streams.split import RankSplit, chunk_ids
+from streamssl.streams.split import RankSplit, chunk_ids, task_groups
 from streamssl.streams.tario import split_samples
 
 MAX_GAP_BYTES = 256 << 10  # bytes of other samples between two wanted ones: read through, don't seek
@@ -36,42 +37,59 @@ def is_virtual(info: dict) -> bool:
     return bool(info.get("virtual"))
 
 
-def virtual_index(manifest_path: str, plan: np.ndarray, root: str, label_column: str) -> pa.Table:
-    """The index of a virtual stream: the plan's manifest rows in stream order.
-
-    Columns: pos, key, label (the stream's label), dataset_label, the manifest's other integer
-    `*_label` columns, shard (absolute source shard), offset, nbytes, ext. Read with Arrow, not
-    pandas: at ImageNet-21K size (13M keys) Python strings would cost seconds and gigabytes.
-    """
+def index_source(manifest_path: str, label_column: str) -> tuple[pa.Table, list[str]]:
+    """The manifest columns a virtual index takes its rows from, and the integer `*_label` columns
+    it carries besides the stream's label. Read with Arrow, not pandas: at ImageNet-21K size (13M
+    keys) Python strings would cost seconds and gigabytes."""
     schema = fsio.parquet_file(manifest_path).schema_arrow
     extra = [f.name for f in schema if f.name.endswith("_label") and f.name not in ("label", "dataset_label")
              and pa.types.is_integer(f.type)]
     wanted = list(dict.fromkeys([*_IDENTIFIERS, "label", label_column, *extra]))
     table = fsio.read_table(manifest_path, columns=wanted, read_dictionary=["shard", "ext"])
-    table = table.unify_dictionaries().combine_chunks().take(pa.array(plan))
-    shard = table["shard"].combine_chunks()
-    names = [fsio.join(root, name) for name in shard.dictionary.to_pylist()]
-    columns = {
-        "pos": pa.array(np.arange(len(plan), dtype=np.int64)),
-        "key": table["key"],
-        "label": table[label_column].cast(pa.int64()),
-        "dataset_label": table["label"].cast(pa.int64()),
-        **{c: table[c].cast(pa.int64()) for c in extra if c != label_column},
-        "shard": pa.DictionaryArray.from_arrays(shard.indices, pa.array(names, pa.string())),
-        "offset": table["offset"].cast(pa.int64()),
-        "nbytes": table["nbytes"].cast(pa.int64()),
-        "ext": table["ext"],
-    }
-    return pa.table(columns)
+    return table.unify_dictionaries().combine_chunks(), extra
+
+
+def virtual_index_parts(source: tuple[pa.Table, list[str]], plan: np.ndarray, root: str, label_column: str,
+                        part_rows: int) -> Iterator[pa.Table]:
+    """The index of a virtual stream, `part_rows` rows at a time: the plan's manifest rows
+    (`index_source`) in stream order. Parts let the caller write one while the next is gathered.
+
+    Columns: pos, key, label (the stream's label), dataset_label, the manifest's other integer
+    `*_label` columns, shard (absolute source shard), offset, nbytes, ext.
+    """
+    table, extra = source
+    shard = table["shard"].chunk(0) if table.num_rows else pa.array([], pa.dictionary(pa.int32(), pa.string()))
+    names = pa.array([fsio.join(root, name) for name in shard.dictionary.to_pylist()], pa.string())
+    for start in range(0, len(plan), part_rows):
+        part = table.take(pa.array(plan[start:start + part_rows]))
+        yield pa.table({
+            "pos": pa.array(np.arange(start, start + part.num_rows, dtype=np.int64)),
+            "key": part["key"],
+            "label": part[label_column].cast(pa.int64()),
+            "dataset_label": part["label"].cast(pa.int64()),
+            **{c: part[c].cast(pa.int64()) for c in extra if c != label_column},
+            "shard": pa.DictionaryArray.from_arrays(part["shard"].combine_chunks().indices, names),
+            "offset": part["offset"].cast(pa.int64()),
+            "nbytes": part["nbytes"].cast(pa.int64()),
+            "ext": part["ext"],
+        })
+
+
+def virtual_index(manifest_path: str, plan: np.ndarray, root: str, label_column: str) -> pa.Table:
+    """The whole index of a virtual stream as one table (`virtual_index_parts`)."""
+    parts = list(virtual_index_parts(index_source(manifest_path, label_column), plan, root, label_column,
+                                     max(len(plan), 1)))
+    return pa.concat_tables(parts)
 
 
 @dataclass(frozen=True)
 class VirtualChunk:
     """One read task of a virtual stream: the rank's rows among index rows [lo, hi).
 
-    The task reads those index rows itself (a row group or two): at ImageNet-21K size a stream has
-    ~20,000 read tasks, all serialized into the object store before the first one runs, so each
-    carries a few integers rather than its rows' byte ranges.
+    The task reads those index rows itself (a row group or two): a stream's read tasks are all
+    serialized into the object store before the first one runs, so each carries a few integers
+    rather than its rows' byte ranges. A grouped task (`cuts`: the index rows where its later
+    chunks start) reads its index rows once and yields one block per chunk.
     """
 
     stream_dir: str
@@ -80,14 +98,21 @@ class VirtualChunk:
     split: RankSplit
     num_rows: int
     num_bytes: int
+    cuts: tuple[int, ...] = ()
 
     @property
     def paths(self) -> list[str]:
         return []  # known only once the task reads its index rows
 
-    def decode(self, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
-        """The chunk's rows decoded (`decode_batch`'s batch), in stream order."""
-        rows = _index_rows(self.stream_dir, self.lo, self.hi, self.split.rows_between(self.lo, self.hi))
+    def blocks(self, size: tuple[int, int] | None) -> Iterator[dict[str, np.ndarray]]:
+        """Each chunk's rows decoded (`decode_batch`'s batch), chunks and rows in stream order."""
+        wanted = self.split.rows_between(self.lo, self.hi)
+        rows = _index_rows(self.stream_dir, self.lo, self.hi, wanted)
+        bounds = [0, *np.searchsorted(wanted, self.cuts).tolist(), len(wanted)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            yield self._decode({k: v if k == "paths" else v[a:b] for k, v in rows.items()}, size)
+
+    def _decode(self, rows: dict, size: tuple[int, int] | None) -> dict[str, np.ndarray]:
         ranges, which = coalesce(rows["shard"], rows["offset"], rows["nbytes"])
         buffers = [_read_range(rows["paths"][s], start, stop) for s, start, stop in ranges]
         keys, members, reasons = [], [], []
@@ -184,15 +209,20 @@ def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[
 
 
 def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int) -> list[VirtualChunk]:
-    """Cut a rank's rows into read tasks of about `chunk_bytes` source bytes each, cut only between
-    runs of `split.block` rows (`split.chunk_ids`)."""
+    """A rank's read tasks: chunks of about `chunk_bytes` source bytes, cut only between runs of
+    `split.block` rows (`split.chunk_ids`), one chunk per task, or grouped (`split.task_groups`)
+    when there are more than `max_tasks` chunks."""
     rows = split.rows()
     if len(rows) == 0:
         return []
     nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"].to_numpy()[rows]
-    chunk_bytes = max(chunk_bytes, int(nbytes.sum()) // max_tasks + 1)
     chunk = chunk_ids(nbytes, chunk_bytes, split.block)
-    bounds = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(rows)]
+    starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])  # each chunk's first rank row
+    bounds = starts[task_groups(len(starts), max_tasks)[:-1]]
+    bounds = np.r_[bounds, len(rows)]
     task_bytes = np.add.reduceat(nbytes, bounds[:-1])
-    return [VirtualChunk(stream_dir, int(rows[a]), int(rows[b - 1]) + 1, split, int(b - a), int(n))
-            for a, b, n in zip(bounds[:-1], bounds[1:], task_bytes)]
+    lows = rows[starts].tolist()
+    first = np.searchsorted(starts, bounds)  # each task's first chunk
+    return [VirtualChunk(stream_dir, int(rows[a]), int(rows[b - 1]) + 1, split, int(b - a), int(n),
+                         tuple(lows[c + 1:d]))
+            for a, b, n, c, d in zip(bounds[:-1], bounds[1:], task_bytes, first[:-1], first[1:])]
