@@ -50,3 +50,30 @@ def test_the_whole_path_runs_on_object_storage(s3_bucket, bare_cwd, request):
 
     assert [p.name for p in bare_cwd.iterdir()] == ["cache"]  # nothing but the cache on local disk
     assert json.loads(fsio.read_text(fsio.join(run, "progress.json")))["samples_seen"] == 128
+
+
+def test_a_virtual_stream_in_the_bucket_reads_the_materialized_rows(s3_bucket, bare_cwd):
+    """Ranged reads from the dataset's shards in the bucket (several GETs in flight per read task)
+    give the rows and pixels of the materialized stream in the same bucket."""
+    import numpy as np
+
+    from streamssl.streams import read_stream
+
+    data, real, virtual = (fsio.join(s3_bucket, name) for name in ("ds", "streams/seq", "streams/seq-virtual"))
+    assert main(["prepare", "synthetic", "--out", data, "--classes", "4", "--samples-per-class", "12",
+                 "--size", "16", "--shard-size", "5"]) == 0  # a class's samples span shards: several ranges
+    assert len(fsio.glob(data, "*.tar")) >= 9
+    assert main(["stream", data, "--kind", "seq", "--seed", "3", "--out", real]) == 0
+    assert main(["stream", data, "--kind", "seq", "--seed", "3", "--out", virtual, "--virtual"]) == 0
+    assert sorted(fsio.listdir(virtual)) == ["index.parquet", "stream.json"]
+    for rank in range(2):
+        a, b = (_rows(read_stream(s, rank=rank, world_size=2, block=4, chunk_bytes=600)) for s in (real, virtual))
+        assert len(a["pos"]) == 24 and not any(b["skip"])
+        assert all(np.array_equal(a[c], b[c]) for c in ("pos", "key", "label", "image"))
+
+
+def _rows(ds) -> dict:
+    import numpy as np
+
+    batches = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    return {c: np.concatenate([b[c] for b in batches]) for c in batches[0]}

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from streamssl import fsio
+from streamssl.errors import ConfigError
 
 # VmHWM (peak RSS) restarts at exec, unlike ru_maxrss, which a child inherits from its parent
 _PLAN_SCRIPT = """
@@ -67,18 +68,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-samples", type=int, default=13_200_000)
     parser.add_argument("--plan-classes", type=int, default=21_841)
     parser.add_argument("--skip-plan", action="store_true", help="skip (b) and (c)")
+    parser.add_argument("--only-plan", action="store_true", help="run only (b) and (c)")
 
 
 def run(args: argparse.Namespace) -> int:
     from streamssl.ray_setup import init_ray
 
+    if args.only_plan and args.skip_plan:
+        raise ConfigError("--only-plan and --skip-plan: choose one")
+
     init_ray()
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-execution INFO lines
     with tempfile.TemporaryDirectory(prefix="streamssl-bench-") as tmp:
-        for fmt, n, size in (("png", args.png, 32), ("jpg", args.jpeg, 256)):
-            _report_read(*_bench_streams(tmp, fmt, n, size), fmt, size, args.repeats)
-        _report_s3(os.path.join(tmp, "jpg-data"), args.repeats)
+        if args.only_plan:
+            write_bench_dataset(os.path.join(tmp, "jpg-data"), min(args.jpeg, 300), 256, "jpg")
+        else:
+            for fmt, n, size in (("png", args.png, 32), ("jpg", args.jpeg, 256)):
+                _report_read(*_bench_streams(tmp, fmt, n, size), fmt, size, args.repeats)
+            _report_s3(os.path.join(tmp, "jpg-data"), args.repeats)
         if not args.skip_plan:
+            import ray
+
+            ray.shutdown()  # (b) and (c) time fresh processes: this one's Ray must not compete
             _report_plan(tmp, args.plan_samples, args.plan_classes)
             _report_first_batch(tmp, os.path.join(tmp, "jpg-data"), args.plan_samples, args.plan_classes)
     return 0
