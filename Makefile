@@ -24,7 +24,7 @@ lint: setup
 	.venv/bin/ruff check platform tests
 
 test: setup data lint
-	RAY_AUTH_MODE=disabled RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 $(PY) -m pytest -q -x --durations=15 tests
+	RAY_AUTH_MODE=disabled RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 $(PY) -m pytest -q -x -n 2 --dist loadfile --durations=15 tests
 
 demo: setup data
 	RAY_AUTH_MODE=disabled .venv/bin/streamssl demo --out runs/demo
