@@ -141,19 +141,3 @@ def module_monkeypatch():
 def s3_module_bucket(s3_server, module_monkeypatch):
     """`s3_bucket` for a whole test module: what one test writes there (a prepared dataset) serves the next."""
     return _new_bucket(s3_server, module_monkeypatch)
-
-
-# The slowest files (each over ~30 s on 2 cores) run first: `make test` deals files to 2 xdist
-# workers in collection order, and a heavy file dealt last leaves the other worker idle.
-SLOW_FIRST = ("tune/test_tune_search.py", "storage/test_multinode_s3.py", "integration/test_resume.py",
-              "integration/test_interrupt.py", "integration/test_ray_train.py", "storage/test_commands_s3.py",
-              "experiment/test_experiment_ray.py", "test_jobs.py", "bench/test_gpu_check.py",
-              "storage/test_pipeline_s3.py", "integration/test_run.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0].removeprefix("tests/")
-        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
-
-    items.sort(key=rank)  # stable: tests keep their order within a file
