@@ -77,13 +77,6 @@ def virtual_index_parts(source: tuple[pa.Table, list[str]], plan: np.ndarray, ro
         })
 
 
-def virtual_index(manifest_path: str, plan: np.ndarray, root: str, label_column: str) -> pa.Table:
-    """The whole index of a virtual stream as one table (`virtual_index_parts`)."""
-    parts = list(virtual_index_parts(index_source(manifest_path, label_column), plan, root, label_column,
-                                     max(len(plan), 1)))
-    return pa.concat_tables(parts)
-
-
 @dataclass(frozen=True)
 class VirtualChunk:
     """One read task of a virtual stream: the rank's rows among index rows [lo, hi).
