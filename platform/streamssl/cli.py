@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # read at `import ray`: a Ray Data iterator collected after Ray stopped (at exit, after an error)
+    # would otherwise start a second local Ray, which can hang the exit; commands start Ray themselves
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a bad argument already reported in one line

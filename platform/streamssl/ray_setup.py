@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from streamssl.errors import ConfigError, StreamSSLError
@@ -13,6 +16,7 @@ _started_local = False  # this process started a private local Ray: its resource
 # default ports: Ray Client (ray://), the dashboard / Jobs API (http://), the GCS (host alone)
 _PORTS = {"ray": 10001, "http": 8265, "https": 443, "": 6379}
 CONNECT_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True,
@@ -56,6 +60,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         raise StreamSSLError(f"could not start a local Ray ({reason}); a heavily loaded machine is the usual "
                              f"cause: try again, or join a running cluster with RAY_ADDRESS") from None
     _started_local = True
+
+
+def init_ray_during(work: Callable[[], T], address: str | None = None) -> T:
+    """work() in a thread while `init_ray` starts or joins Ray; its result, once both are done.
+
+    For work that needs no Ray (a virtual stream's index): starting a local Ray is mostly waiting
+    for its processes (seconds), which the work's Arrow and numpy code fills. The work's own
+    error, if it fails, is raised rather than Ray's.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="streamssl-beside-ray") as pool:
+        future = pool.submit(work)
+        try:
+            init_ray(address)
+        except BaseException:
+            if future.exception() is not None:
+                raise future.exception() from None
+            raise
+        return future.result()
 
 
 def set_data_context(quiet: bool = False) -> None:

@@ -24,6 +24,7 @@ def test_rank_split_blocks_equal_counts_and_remainder():
     assert [s.rows().tolist() for s in splits] == [[0, 1, 2, 3, 4, 10, 11, 12, 13, 14],
                                                    [5, 6, 7, 8, 9, 15, 16, 17, 18, 19]]
     assert splits[0].remainder == (20, 23) and splits[1].num_samples == 10
+    assert splits[1].row_of(np.array([0, 6, 9])).tolist() == [5, 16, 19]
     with pytest.raises(ConfigError, match="rank"):
         rank_split(10, 2, 2, 1)
 

@@ -84,6 +84,18 @@ def test_grouped_read_tasks_yield_the_chunks_blocks(dataset, tmp_path, world, mo
         assert np.concatenate([b["pos"] for b in got]).tolist() == split.rows().tolist()
 
 
+def test_read_tasks_are_sized_by_the_streams_mean_sample_size(dataset, tmp_path):
+    stream = tmp_path / "virtual"
+    build_stream(str(dataset), str(stream), kind="seq", seed=5, progress=False, virtual=True)
+    nbytes = pq.read_table(stream / "index.parquet")["nbytes"].to_numpy()
+    assert stream_info(str(stream))["source_bytes"] == nbytes.sum()
+    split = rank_split(24, 1, 2, 2)
+    recorded = virtual_chunks(str(stream), split, 3 * int(nbytes.mean()), 100, nbytes.mean())
+    assert recorded == virtual_chunks(str(stream), split, 3 * int(nbytes.mean()), 100)  # from the index
+    assert [t.num_rows for t in recorded] == [4, 4, 4] and [t.lo for t in recorded] == [2, 10, 18]
+    assert recorded[-1].hi == 24 and sum(t.num_bytes for t in recorded) == pytest.approx(12 * nbytes.mean(), abs=3)
+
+
 def test_read_stream_groups_chunks_beyond_the_task_cap(dataset, tmp_path, monkeypatch):
     real, virtual = tmp_path / "real", tmp_path / "virtual"
     build_stream(str(dataset), str(real), kind="seq", seed=5, shard_size=7, progress=False)

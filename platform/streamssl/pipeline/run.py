@@ -127,14 +127,17 @@ def _check_device(config: RunConfig) -> None:
 
 def _data(config: RunConfig, dataset_dir: str | None, stream_dir: str | None) -> tuple[str, str, int]:
     """(prepared dataset, materialized stream, its length), preparing and building what is missing."""
-    from streamssl.ray_setup import init_ray
+    from streamssl.ray_setup import init_ray, init_ray_during
     from streamssl.streams import stream_info
     from streamssl.validation import check_before_work
 
     check_before_work(config)  # data paths, Ray address, GPUs: fail in seconds, before any prepare
     dataset_dir = dataset_dir or ensure_dataset(config)
-    init_ray()
-    stream_dir = stream_dir or ensure_stream(config, dataset_dir)
+    if stream_dir is None and config.stream.virtual:  # indexing needs no Ray: do it while Ray starts
+        stream_dir = init_ray_during(lambda: ensure_stream(config, dataset_dir))
+    else:
+        init_ray()
+        stream_dir = stream_dir or ensure_stream(config, dataset_dir)
     return dataset_dir, stream_dir, int(stream_info(stream_dir)["num_samples"])
 
 

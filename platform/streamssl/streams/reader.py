@@ -33,10 +33,12 @@ from streamssl.streams.virtual import is_virtual, virtual_chunks
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 << 20  # encoded bytes per Ray block: amortizes task overhead, keeps blocks modest
-# Ray Data puts every read task in the object store (~1 ms each) before the first one runs: 1,000
-# tasks cost ~1 s, and still give every CPU of a large cluster many tasks. Longer streams group
+# Ray Data puts every read task in the object store (1-2 ms each here) before the first one runs,
+# and its scheduler walks the queued ones: 1,000 tasks cost seconds, and still give every CPU of a
+# large cluster many tasks. Smaller clusters get READ_TASKS_PER_CPU per CPU. Longer streams group
 # chunks into tasks (`split.task_groups`) rather than grow them.
 MAX_READ_TASKS = 1_000
+READ_TASKS_PER_CPU = 16
 MAX_GAP_BYTES = 256 << 10  # other ranks' bytes between two wanted samples: read through, don't seek
 
 
@@ -64,7 +66,7 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
         size: None keeps each image's native size; an int S or (H, W) resizes (bilinear).
         chunk_bytes: encoded bytes per chunk, cut only between runs of `block` rows, so
             `iter_batches(batch_size=block)` slices batches out of blocks without copying. A read
-            task reads one chunk into one Ray block; beyond MAX_READ_TASKS chunks a task reads
+            task reads one chunk into one Ray block; beyond `max_read_tasks()` chunks a task reads
             several consecutive ones (`split.task_groups`). A virtual stream's task reads its
             samples from the source shards (`streams.virtual`).
         concurrency: at most this many read tasks at once (default: as many as CPUs allow).
@@ -86,15 +88,23 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
     if is_virtual(info):
-        chunks = virtual_chunks(stream_dir, split, chunk_bytes, MAX_READ_TASKS)
+        mean = info["source_bytes"] / max(1, int(info["num_samples"])) if info.get("source_bytes") else None
+        chunks = virtual_chunks(stream_dir, split, chunk_bytes, max_read_tasks(), mean)
     else:
-        chunks = group_chunks(read_chunks(stream_dir, split.rows(), chunk_bytes, align=block), MAX_READ_TASKS)
+        chunks = group_chunks(read_chunks(stream_dir, split.rows(), chunk_bytes, align=block), max_read_tasks())
     set_data_context()
     # one task per chunk or group: left to itself, Ray Data aims for 200 blocks and slices each task's
     # block into pieces, which costs throughput and breaks the batch-aligned cuts (1.3x on JPEG)
     return ray.data.read_datasource(_StreamDatasource(chunks, _resize_hw(size)), concurrency=concurrency,
                                     num_cpus=num_cpus, override_num_blocks=max(1, len(chunks)),
                                     **_storage_args(stream_dir))
+
+
+def max_read_tasks() -> int:
+    """Read tasks per stream: READ_TASKS_PER_CPU per CPU of the running cluster (counting at
+    least 4 CPUs), at most MAX_READ_TASKS."""
+    cpus = ray.cluster_resources().get("CPU", 0) if ray.is_initialized() else 0
+    return int(min(MAX_READ_TASKS, READ_TASKS_PER_CPU * max(cpus, 4)))
 
 
 def _storage_args(path: str | None = None) -> dict:

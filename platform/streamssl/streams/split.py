@@ -38,10 +38,14 @@ class RankSplit:
 
     def rows(self) -> np.ndarray:
         """(num_samples,) int64 row numbers of this rank, increasing."""
+        return self.row_of(np.arange(self.num_samples, dtype=np.int64))
+
+    def row_of(self, i: np.ndarray) -> np.ndarray:
+        """The stream rows of this rank's i-th rows (`rows()[i]`, without building all of it)."""
+        i = np.asarray(i, dtype=np.int64)
         if self.world_size == 1:
-            return np.arange(self.num_samples, dtype=np.int64)
-        starts = (np.arange(self.blocks_per_rank, dtype=np.int64) * self.world_size + self.rank) * self.block
-        return (starts[:, None] + np.arange(self.block, dtype=np.int64)).ravel()
+            return i
+        return ((i // self.block) * self.world_size + self.rank) * self.block + i % self.block
 
     def rows_between(self, lo: int, hi: int) -> np.ndarray:
         """This rank's rows in [lo, hi): `rows()` restricted, without building all of it."""

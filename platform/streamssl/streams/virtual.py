@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamssl import fsio
 from streamssl.streams.decode import IMAGE_EXTS, decode_batch
-from streamssl.streams.split import RankSplit, chunk_ids, task_groups
+from streamssl.streams.split import RankSplit, task_groups
 from streamssl.streams.tario import split_samples
 
 RANGE_FETCHERS = 8  # ranged GETs in flight per read task on object storage
@@ -212,21 +213,31 @@ def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[
     return [k or found.get(int(p), "") for p, k in zip(positions, keys)]
 
 
-def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int) -> list[VirtualChunk]:
-    """A rank's read tasks: chunks of about `chunk_bytes` source bytes, cut only between runs of
-    `split.block` rows (`split.chunk_ids`), one chunk per task, or grouped (`split.task_groups`)
-    when there are more than `max_tasks` chunks."""
-    rows = split.rows()
-    if len(rows) == 0:
+def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int,
+                   mean_bytes: float | None = None) -> list[VirtualChunk]:
+    """A rank's read tasks: chunks of about `chunk_bytes` source bytes, a whole number of
+    `split.block` rows each, one chunk per task, or grouped (`split.task_groups`) when there are
+    more than `max_tasks` chunks.
+
+    Chunks are sized by the stream's mean sample size (`mean_bytes`, from stream.json's
+    `source_bytes`; read from the index when not given), not by each sample's: cutting 13M rows
+    by their own sizes means reading and summing 13M integers before the first task can start,
+    and a chunk's size is only a target.
+    """
+    n = split.num_samples
+    if n == 0:
         return []
-    nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"].to_numpy()[rows]
-    chunk = chunk_ids(nbytes, chunk_bytes, split.block)
-    starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])  # each chunk's first rank row
-    bounds = starts[task_groups(len(starts), max_tasks)[:-1]]
-    bounds = np.r_[bounds, len(rows)]
-    task_bytes = np.add.reduceat(nbytes, bounds[:-1])
-    lows = rows[starts].tolist()
-    first = np.searchsorted(starts, bounds)  # each task's first chunk
-    return [VirtualChunk(stream_dir, int(rows[a]), int(rows[b - 1]) + 1, split, int(b - a), int(n),
-                         tuple(lows[c + 1:d]))
-            for a, b, n, c, d in zip(bounds[:-1], bounds[1:], task_bytes, first[:-1], first[1:])]
+    mean = mean_bytes or _mean_nbytes(stream_dir)
+    per_chunk = max(1, round(chunk_bytes / max(mean, 1.0) / split.block)) * split.block
+    starts = np.arange(0, n, per_chunk, dtype=np.int64)  # each chunk's first rank row
+    bounds = np.r_[starts[task_groups(len(starts), max_tasks)[:-1]], n]
+    lo, hi = split.row_of(bounds[:-1]), split.row_of(bounds[1:] - 1) + 1
+    return [VirtualChunk(stream_dir, int(a), int(b), split, int(size), int(size * mean),
+                         tuple(split.row_of(starts[(starts > first) & (starts < last)]).tolist()))
+            for a, b, size, first, last in zip(lo, hi, np.diff(bounds), bounds[:-1], bounds[1:])]
+
+
+def _mean_nbytes(stream_dir: str) -> float:
+    """Mean encoded bytes per sample of a virtual stream whose stream.json predates `source_bytes`."""
+    nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"]
+    return float(pc.mean(nbytes).as_py() or 1.0)
