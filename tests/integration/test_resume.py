@@ -32,9 +32,10 @@ def checkpoints(run_dir):
     return sorted(p for p in found if p.is_dir())
 
 
-# (1, "ray") adds nothing: 2 Ray Train workers take the same resume path, and one Ray Train worker
-# is shown equal to the in-process runner (test_ray_train)
-@pytest.mark.parametrize("workers, trainer", [(1, "local"), (2, "ray")])
+# Ray Train's resume (2 workers, checkpoints read back from storage, kNN and buffers equal to the
+# uninterrupted run) is tested on the 2-node cluster (tests/storage/test_multinode_s3.py); one Ray
+# Train worker is shown equal to the in-process runner (test_ray_train)
+@pytest.mark.parametrize("workers, trainer", [(1, "local")])
 def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(workers, trainer, data_root, tmp_path):
     config = resolve.load("pipelines/smoke.yaml", MICRO + [f"scaling.num_workers={workers}"])
     full = tmp_path / "full"

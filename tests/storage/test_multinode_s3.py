@@ -3,7 +3,8 @@
 Each node runs in its own working directory and is started without the AWS_* variables; the run
 dir exists only as an s3:// URI on the loopback server. The driver is a separate process (the
 CLI), as on a real cluster. Progress must reach the driver through Ray, metrics and checkpoints
-the bucket, and a resume must read its checkpoint from the bucket.
+the bucket, and a resume must read its checkpoint from the bucket and end exactly where the
+uninterrupted run ended (kNN at every point, each rank's buffer).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def _node_cwds(address: str) -> set[str]:
     return set(eval(out.stdout.strip().splitlines()[-1]))  # noqa: S307 (our own printed list)
 
 
+def _buffer_keys(run: str) -> list:
+    """Each rank's final buffer contents (dataset keys)."""
+    return [fsio.read_json(fsio.join(run, f"buffer_keys.rank{rank}.json")) for rank in range(2)]
+
+
 @pytest.mark.timeout(900)
 def test_two_nodes_share_nothing_but_the_bucket(s3_bucket, tmp_path, request):
     nodes = [tmp_path / "node-a", tmp_path / "node-b"]
@@ -72,7 +78,8 @@ def test_two_nodes_share_nothing_but_the_bucket(s3_bucket, tmp_path, request):
         assert all(fsio.exists(fsio.join(c, f"rank{r}.done")) for c in checkpoints for r in range(2))
 
         # interrupted after its first checkpoint: the resume reads that one from the bucket
-        full = fsio.read_dataframe(fsio.join(run, "metrics.parquet"))
+        full, full_keys = fsio.read_dataframe(fsio.join(run, "metrics.parquet")), _buffer_keys(run)
+        assert all(full_keys)
         for later in checkpoints[1:]:
             fsio.remove_tree(later)
         fsio.write_json(fsio.join(run, "run.json"), {**info, "status": "interrupted"})
@@ -81,7 +88,7 @@ def test_two_nodes_share_nothing_but_the_bucket(s3_bucket, tmp_path, request):
     assert resumed["status"] == "completed" and resumed["samples_seen"] == 128
     knn = fsio.read_dataframe(fsio.join(run, "metrics.parquet"))
     pick = lambda f: list(f[f.metric == "eval/knn_top1"].value)  # noqa: E731
-    assert pick(knn) == pick(full)
+    assert pick(knn) == pick(full) and _buffer_keys(run) == full_keys  # ends where the uninterrupted run did
     for folder in nodes:  # the workers wrote nothing where they ran
         assert not any(folder.iterdir()), sorted(p.name for p in folder.iterdir())
     assert sorted(p.name for p in driver.iterdir()) in ([], ["cache"])
