@@ -32,6 +32,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     import logging
 
     import ray
+    import ray.data  # configures its loggers on import: only then can their level be set
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines drown the progress bar
 
