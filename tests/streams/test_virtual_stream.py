@@ -108,6 +108,15 @@ def test_read_stream_groups_chunks_beyond_the_task_cap(dataset, tmp_path, monkey
             assert np.array_equal(got[column], want[name][column]), (name, column)
 
 
+def test_the_task_cap_follows_the_clusters_cpus(ray_local, monkeypatch):
+    from streamssl.streams import reader
+
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    assert reader.max_read_tasks() == min(1000, 16 * max(cpus, 4))
+    monkeypatch.setattr(reader, "READ_TASKS_PER_CPU", 1000)
+    assert reader.max_read_tasks() == 1000  # a large cluster: at most MAX_READ_TASKS
+
+
 def test_task_groups_ramp_up_and_respect_the_cap():
     assert task_groups(5, 10).tolist() == list(range(6))  # under the cap: one chunk per task
     sizes = np.diff(task_groups(115_940, 1000))
