@@ -147,4 +147,5 @@ def test_pipeline_key_runs_on_a_virtual_stream(data_root, tmp_path):
     assert main(["run", "pipelines/smoke.yaml", *overrides, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert stream_info(info["stream_dir"])["virtual"] is True and info["samples_seen"] == 128
+    assert info["torch_threads"] == 1  # learner.threads, recorded: results repeat only at the same count
     assert sorted(p.name for p in Path(info["stream_dir"]).iterdir()) == ["index.parquet", "stream.json"]

@@ -76,6 +76,8 @@ def run_pipeline(config: RunConfig, run_dir: str | os.PathLike, progress: bool =
     ray_train = tune or uses_ray_train(config, trainer)
     ctx = worker_context(config, run_dir, dataset_dir, stream_dir, total, ray_train=ray_train,
                          progress=progress, resume_dir=resume_dir)
+    # float reductions follow the thread count: a run repeats bit for bit only with the same count
+    info["torch_threads"] = ctx.threads
     start = time.perf_counter()
     summary = _train(config, run_dir, ctx, info, ray_train=ray_train, progress=progress, tune=tune)
     info.update(wall_seconds=round(time.perf_counter() - start, 2))
