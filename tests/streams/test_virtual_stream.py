@@ -90,7 +90,7 @@ def test_read_tasks_are_sized_by_the_streams_mean_sample_size(dataset, tmp_path)
     nbytes = pq.read_table(stream / "index.parquet")["nbytes"].to_numpy()
     assert stream_info(str(stream))["source_bytes"] == nbytes.sum()
     split = rank_split(24, 1, 2, 2)
-    recorded = virtual_chunks(str(stream), split, 3 * int(nbytes.mean()), 100, nbytes.mean())
+    recorded = virtual_chunks(str(stream), split, 3 * int(nbytes.mean()), 100, stream_info(str(stream)))
     assert recorded == virtual_chunks(str(stream), split, 3 * int(nbytes.mean()), 100)  # from the index
     assert [t.num_rows for t in recorded] == [4, 4, 4] and [t.lo for t in recorded] == [2, 10, 18]
     assert recorded[-1].hi == 24 and sum(t.num_bytes for t in recorded) == pytest.approx(12 * nbytes.mean(), abs=3)

@@ -88,8 +88,7 @@ def read_stream(stream_dir: str, *, rank: int = 0, world_size: int = 1, block: i
     if unused:
         log.warning("stream %s: %s", stream_dir, unused)
     if is_virtual(info):
-        mean = info["source_bytes"] / max(1, int(info["num_samples"])) if info.get("source_bytes") else None
-        chunks = virtual_chunks(stream_dir, split, chunk_bytes, max_read_tasks(), mean)
+        chunks = virtual_chunks(stream_dir, split, chunk_bytes, max_read_tasks(), info)
     else:
         chunks = group_chunks(read_chunks(stream_dir, split.rows(), chunk_bytes, align=block), max_read_tasks())
     set_data_context()

@@ -214,20 +214,20 @@ def _fill_keys(stream_dir: str, positions: np.ndarray, keys: list[str]) -> list[
 
 
 def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_tasks: int,
-                   mean_bytes: float | None = None) -> list[VirtualChunk]:
+                   info: dict | None = None) -> list[VirtualChunk]:
     """A rank's read tasks: chunks of about `chunk_bytes` source bytes, a whole number of
     `split.block` rows each, one chunk per task, or grouped (`split.task_groups`) when there are
     more than `max_tasks` chunks.
 
-    Chunks are sized by the stream's mean sample size (`mean_bytes`, from stream.json's
-    `source_bytes`; read from the index when not given), not by each sample's: cutting 13M rows
-    by their own sizes means reading and summing 13M integers before the first task can start,
-    and a chunk's size is only a target.
+    Chunks are sized by the stream's mean sample size (its stream.json `info`'s `source_bytes`;
+    read from the index for streams written before that key, or without `info`), not by each
+    sample's: cutting 13M rows by their own sizes means reading and summing 13M integers before
+    the first task can start, and a chunk's size is only a target.
     """
     n = split.num_samples
     if n == 0:
         return []
-    mean = mean_bytes or _mean_nbytes(stream_dir)
+    mean = _mean_nbytes(stream_dir, info or {})
     per_chunk = max(1, round(chunk_bytes / max(mean, 1.0) / split.block)) * split.block
     starts = np.arange(0, n, per_chunk, dtype=np.int64)  # each chunk's first rank row
     bounds = np.r_[starts[task_groups(len(starts), max_tasks)[:-1]], n]
@@ -237,7 +237,9 @@ def virtual_chunks(stream_dir: str, split: RankSplit, chunk_bytes: int, max_task
             for a, b, size, first, last in zip(lo, hi, np.diff(bounds), bounds[:-1], bounds[1:])]
 
 
-def _mean_nbytes(stream_dir: str) -> float:
-    """Mean encoded bytes per sample of a virtual stream whose stream.json predates `source_bytes`."""
+def _mean_nbytes(stream_dir: str, info: dict) -> float:
+    """Mean encoded bytes per sample: stream.json's `source_bytes` / `num_samples`, else the index's."""
+    if info.get("source_bytes") and info.get("num_samples"):
+        return info["source_bytes"] / int(info["num_samples"])
     nbytes = fsio.read_table(fsio.join(stream_dir, "index.parquet"), columns=["nbytes"])["nbytes"]
     return float(pc.mean(nbytes).as_py() or 1.0)
